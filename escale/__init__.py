@@ -1,0 +1,38 @@
+"""escale: generate, profile, search and report ESeg segmentation networks.
+
+>>> import escale
+>>> rec = escale.profile(escale.preset("ESeg-S"))        # params and MACs at 1024x2048
+>>> model = escale.build_model(escale.preset("ESeg-S"))  # a torch.nn.Module
+"""
+
+from escale.errors import BackendUnavailableError, CheckpointError, EscaleError, RegistryError, SpecError
+from escale.spec import DecoderSpec, EncoderSpec, ESegSpec, family, load_spec, preset
+
+__version__ = "0.1.0"
+
+
+def build_model(spec, device=None):  # noqa: ANN001, ANN201 - thin lazy wrapper, see escale.models
+    """Build an ``nn.Module`` from a spec (imports torch lazily)."""
+    from escale.models import build_model as _build
+
+    return _build(spec, device=device)
+
+
+def profile(spec, input_size=(1024, 2048), counter="dispatch"):  # noqa: ANN001, ANN201
+    """Params and MACs of a spec; see :func:`escale.profile.profile`."""
+    from escale.profiler import profile as _profile
+
+    return _profile(spec, input_size=input_size, counter=counter)
+
+
+def records_to_frame(records):  # noqa: ANN001, ANN201
+    """A pandas DataFrame for a list of profile records."""
+    from escale.profiler import records_to_frame as _frame
+
+    return _frame(records)
+
+
+__all__ = [
+    "BackendUnavailableError", "CheckpointError", "DecoderSpec", "ESegSpec", "EncoderSpec", "EscaleError",
+    "RegistryError", "SpecError", "build_model", "family", "load_spec", "preset", "profile", "records_to_frame",
+]

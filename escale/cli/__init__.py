@@ -1,0 +1,1 @@
+"""Thin command-line layer: parses arguments, calls the library, renders results. Nothing imports it."""

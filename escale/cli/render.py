@@ -1,0 +1,69 @@
+"""Rendering of records in one place: rich tables to stdout, JSON/CSV for machines, progress on stderr."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+FORMATS = ("table", "json", "csv")
+stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True)
+
+
+def error(message: str) -> None:
+    """One plain line on stderr (no wrapping, no markup)."""
+    print(f"escale: error: {message}", file=sys.stderr)
+
+
+def emit_json(rows: list[dict[str, Any]]) -> None:
+    sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+
+
+def emit_csv(rows: list[dict[str, Any]]) -> None:
+    """CSV of the flat (non-dict, non-list) fields of each row."""
+    if not rows:
+        return
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k, v in r.items() if k not in keys and not isinstance(v, (dict, list))]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k) for k in keys})
+    sys.stdout.write(buf.getvalue())
+
+
+def table(title: str, columns: list[tuple[str, str]], rows: Iterable[list[str]], caption: str = "") -> None:
+    """Print a rich table; ``columns`` are (header, justify) pairs."""
+    t = Table(title=title, caption=caption, caption_justify="left")
+    for header, justify in columns:
+        t.add_column(header, justify=justify)
+    for row in rows:
+        t.add_row(*row)
+    stdout.print(t)
+
+
+@contextmanager
+def progress(enabled: bool) -> Iterator[Progress | None]:
+    """A rich progress bar on stderr, or None when disabled (machine-readable output)."""
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), console=stderr, transient=True)
+    with bar:
+        yield bar
+
+
+def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"

@@ -1,0 +1,26 @@
+"""Exception hierarchy: one root, and each subclass also inherits the builtin it resembles."""
+
+from __future__ import annotations
+
+
+class EscaleError(Exception):
+    """Root of every error escale raises on purpose; the CLI prints these as one line."""
+
+
+class SpecError(EscaleError, ValueError):
+    """A spec field, override, input size or spec file is invalid."""
+
+
+class RegistryError(EscaleError, KeyError):
+    """An unknown or duplicate name in a registry (counters, latency backends, ...)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendUnavailableError(EscaleError, RuntimeError):
+    """A backend (TensorRT, CUDA, fvcore, ...) cannot run on this machine."""
+
+
+class CheckpointError(EscaleError, RuntimeError):
+    """A checkpoint file is missing or does not match the model."""
