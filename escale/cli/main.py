@@ -9,9 +9,16 @@ import sys
 
 from escale.errors import EscaleError
 
-# Each module escale.cli.cmd_<name> defines ``register(subparsers)`` setting ``func(args) -> int``.
-COMMANDS = ("profile", "spec")
 EXIT_USAGE = 2
+
+
+def command_modules() -> list[str]:
+    """Every module ``escale.cli.cmd_<name>``; each defines ``register(subparsers)`` setting ``func(args) -> int``."""
+    import pkgutil
+
+    import escale.cli
+
+    return sorted(m.name for m in pkgutil.iter_modules(escale.cli.__path__) if m.name.startswith("cmd_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="escale", description="Generate, profile, search and report ESeg segmentation networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"escale.cli.cmd_{name}").register(sub)
+    for name in command_modules():
+        importlib.import_module(f"escale.cli.{name}").register(sub)
     return parser
 
 
