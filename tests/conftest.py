@@ -1,0 +1,14 @@
+"""Shared fixtures: a tiny spec keeps model tests well under a second each."""
+
+from __future__ import annotations
+
+import pytest
+
+import escale
+
+
+@pytest.fixture(scope="session")
+def tiny_spec() -> escale.ESegSpec:
+    """Lite-style ESeg over P3-P6, 16 BiFPN channels: valid for inputs >= 64x64."""
+    return escale.preset("ESeg-Lite-S").with_overrides(
+        {"name": "tiny", "encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16, "decoder.max_level": 6})
