@@ -91,6 +91,8 @@ def _meta_shortcut(func, args: tuple) -> object | None:
         hw = [(x.shape[2 + i] + 2 * pad[i] - dil[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
         return torch.empty((x.shape[0], w.shape[0], *hw), dtype=x.dtype, device="meta")
     name = func._overloadpacket.__name__
+    if name in ("upsample_bilinear2d", "upsample_nearest2d") and isinstance(args[1], (list, tuple)) and args[1]:
+        return torch.empty((*x.shape[:2], *args[1]), dtype=x.dtype, device="meta")  # resize to a given size
     if name not in _SHORTCUT_ELEMENTWISE:
         return None
     if name.endswith("_"):
