@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/escale profile --family eseg
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check escale tests benchmarks
