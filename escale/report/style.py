@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # never open a window; the report is files
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from escale.errors import EscaleError  # noqa: E402
@@ -55,8 +56,21 @@ def paper_style():
 def new_figure(width_in: float = COLUMN_IN, height_in: float = 2.6, ncols: int = 1) -> tuple[Figure, list]:
     """A Figure (not registered with pyplot) with ``ncols`` axes and constrained layout."""
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer for measuring labels, without pyplot's global state
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail early, with one line, when figures cannot be written at ``path`` (before any long work)."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".escale-write-test-{id(path)}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise EscaleError(f"--out: cannot write to {parent} ({exc.strerror or exc})") from None
 
 
 def save_figure(fig: Figure, path: str | Path) -> list[Path]:
@@ -79,85 +93,129 @@ def freeze_layout(fig: Figure) -> None:
     fig.set_layout_engine("none")
 
 
-# Candidate label offsets in points: (dx, dy, ha, va); tried in order, the first without overlap wins.
-_OFFSETS = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
-            (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
-            (12, 10, "left", "bottom"), (12, -10, "left", "top"), (-12, 10, "right", "bottom"),
-            (-12, -10, "right", "top"), (0, 16, "center", "bottom"), (0, -16, "center", "top"),
-            (22, 2, "left", "center"), (-22, 2, "right", "center"), (20, 20, "left", "bottom"),
-            (-20, -20, "right", "top"), (20, -20, "left", "top"), (-20, 20, "right", "bottom")]
+def _candidate_offsets() -> list[tuple[float, float, str, str]]:
+    """Label offsets in points (dx, dy, ha, va): six snug ones, then rings of growing radius (12 angles)."""
+    import math
+
+    out = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+           (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top")]
+    for radius in (12, 20, 30, 42):
+        for step in range(12):
+            a = math.radians(15 + 30 * step)
+            dx, dy = radius * math.cos(a), radius * math.sin(a)
+            ha = "left" if dx > 3 else ("right" if dx < -3 else "center")
+            va = "bottom" if dy > 3 else ("top" if dy < -3 else "center")
+            out.append((dx, dy, ha, va))
+    return out
 
 
-def _overlap(a, b) -> float:
-    w = min(a.x1, b.x1) - max(a.x0, b.x0)
-    h = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return w * h if w > 0 and h > 0 else 0.0
+_OFFSETS = _candidate_offsets()
+
+
+def _overlap_area(box, boxes) -> float:
+    """Total overlap area (px²) of ``box`` with an (N, 4) array of x0, y0, x1, y1 boxes."""
+    import numpy as np
+
+    if not len(boxes):
+        return 0.0
+    w = np.minimum(box.x1, boxes[:, 2]) - np.maximum(box.x0, boxes[:, 0])
+    h = np.minimum(box.y1, boxes[:, 3]) - np.maximum(box.y0, boxes[:, 1])
+    return float(np.sum(np.clip(w, 0, None) * np.clip(h, 0, None)))
 
 
 def place_labels(ax, xs, ys, texts, colors=None, obstacles=None, size: float = LABEL_SIZE) -> list:
-    """Label points (data coordinates) without labels overlapping each other, the points or the frame.
+    """Label points (data coordinates) without labels overlapping each other, the points, lines or frame.
 
-    Greedy: each label takes the first candidate offset that overlaps nothing placed so far; failing that,
-    the least-overlapping one, with a thin leader line when far from its point. Call after
+    Greedy, most crowded point first: each label takes the cheapest candidate offset, where the cost is
+    the area overlapping what is already placed, plus a penalty for leaving the axes and for sitting
+    nearer another point than its own; far labels get a thin leader line. Call after
     :func:`freeze_layout`. ``obstacles`` are extra (x, y) data points to keep clear.
     """
+    import numpy as np
     from matplotlib.transforms import Bbox
 
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
+    renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    r = 3.0 * fig.dpi / 72  # marker radius in pixels
-    pts = list(zip(xs, ys, strict=True)) + list(obstacles or [])
-    taken = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in ax.transData.transform(pts)]
-    taken += _line_boxes(ax, r / 2)
-    placed = []
-    for i, (x, y, text) in enumerate(zip(xs, ys, texts, strict=True)):
-        best, best_cost = None, None
+    px_per_pt = ax.figure.dpi / 72
+    own = ax.transData.transform(np.column_stack([xs, ys]).astype(float))
+    others = ax.transData.transform(np.asarray(obstacles, float)) if obstacles else np.empty((0, 2))
+    every = np.vstack([own, others])
+    halo = 4.5 * px_per_pt
+    point_boxes = np.column_stack([every - halo, every + halo])
+    lines = np.asarray(_line_boxes(ax, 1.5 * px_per_pt)).reshape(-1, 4)
+    labels = np.empty((0, 4))
+    crowd = [int(np.sum(np.hypot(*(every - p).T) < 40 * px_per_pt)) for p in own]
+    placed: dict[int, object] = {}
+    for i in sorted(range(len(own)), key=lambda j: -crowd[j]):
+        points_i = np.delete(point_boxes, i, axis=0)
+        best = None
         for k, (dx, dy, ha, va) in enumerate(_OFFSETS):
-            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                              fontsize=size, color=colors[i] if colors else "black", annotation_clip=False)
+            ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                              va=va, fontsize=size, color=colors[i] if colors else "black", annotation_clip=False)
             ann.set_in_layout(False)
-            box = ann.get_window_extent(renderer).expanded(1.04, 1.08)
-            cost = sum(_overlap(box, t) for t in taken)
+            box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
+            cost = (10 * _overlap_area(box, labels) + 3 * _overlap_area(box, points_i)
+                    + 3 * _overlap_area(box, lines) + 0.01 * k)
             inside = Bbox.intersection(box, frame)
-            cost += 4 * (box.width * box.height - (inside.width * inside.height if inside else 0))
-            cost += 0.01 * k  # prefer near offsets on ties
-            if best_cost is None or cost < best_cost:
+            cost += 10 * (box.width * box.height - (inside.width * inside.height if inside else 0))
+            cost += 300 * px_per_pt ** 2 * _nearer_other(box, own[i], every, i)
+            leader = []
+            if k >= 6:
+                leader = np.asarray(_segment_boxes(_anchor_px(box, own[i]), own[i], 1.5 * px_per_pt))
+                cost += sum(5 * _overlap_area(Bbox(b.reshape(2, 2)), labels)
+                            + 2 * _overlap_area(Bbox(b.reshape(2, 2)), lines) for b in leader[2:-2])
+                cost += 2 * px_per_pt * np.hypot(dx, dy)
+            if best is None or cost < best[3]:
                 if best is not None:
                     best[0].remove()
-                best, best_cost = (ann, box, k), cost
+                best = (ann, box, k, cost, leader)
             else:
                 ann.remove()
             if cost < 1:
                 break
-        ann, box, k = best
+        ann, box, k, _, leader = best
         if k >= 6:
-            ax.annotate("", (x, y), xytext=_anchor(ann, box, ax), textcoords="data",
+            anchor = ax.transData.inverted().transform(_anchor_px(box, own[i]))
+            ax.annotate("", (xs[i], ys[i]), xytext=anchor, textcoords="data", annotation_clip=False,
                         arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5", "shrinkA": 0, "shrinkB": 3})
-        taken.append(box)
-        placed.append(ann)
-    return placed
+            lines = np.vstack([lines, leader])
+        labels = np.vstack([labels, box.extents])
+        placed[i] = ann
+    return [placed[i] for i in range(len(own))]
+
+
+def _nearer_other(box, mine, every, i: int) -> int:
+    """1 when the label box is nearer another point than its own point (a misleading label)."""
+    import numpy as np
+
+    def dist(p) -> float:
+        return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
+
+    d_own = dist(mine)
+    return int(any(dist(p) < d_own - 1 for j, p in enumerate(every) if j != i))
+
+
+def _segment_boxes(a, b, r: float) -> list:
+    """(x0, y0, x1, y1) boxes every ~2r pixels along a segment."""
+    import numpy as np
+
+    n = max(2, int(np.hypot(*(np.asarray(b) - np.asarray(a))) / (2 * r)))
+    return [(x - r, y - r, x + r, y + r) for x, y in np.linspace(a, b, n)]
 
 
 def _line_boxes(ax, r: float) -> list:
-    """Small boxes every few pixels along the axes' lines, so labels do not sit on them."""
+    """Small boxes along the axes' lines (not grid lines), so labels do not sit on them."""
     import numpy as np
-    from matplotlib.transforms import Bbox
 
     boxes = []
     for line in ax.get_lines():
         xy = ax.transData.transform(np.column_stack(line.get_data()).astype(float))
-        for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:], strict=True):
-            n = max(2, int(np.hypot(x1 - x0, y1 - y0) / (2 * r)))
-            for t in np.linspace(0, 1, n):
-                px, py = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-                boxes.append(Bbox.from_extents(px - r, py - r, px + r, py + r))
+        for a, b in zip(xy[:-1], xy[1:], strict=True):
+            if np.isfinite([*a, *b]).all():
+                boxes += _segment_boxes(a, b, r)
     return boxes
 
 
-def _anchor(ann, box, ax):
-    """The point of a label's box nearest its target, in data coordinates (for leader lines)."""
-    tx, ty = ax.transData.transform(ann.xy)
-    cx = min(max(tx, box.x0), box.x1)
-    cy = min(max(ty, box.y0), box.y1)
-    return tuple(ax.transData.inverted().transform((cx, cy)))
+def _anchor_px(box, target) -> tuple[float, float]:
+    """The point of a label's box nearest its target (pixels), where a leader line starts."""
+    return min(max(target[0], box.x0), box.x1), min(max(target[1], box.y0), box.y1)

@@ -1,0 +1,35 @@
+"""``escale report``: a markdown page with the family table, the environment, figures and a study's front."""
+
+from __future__ import annotations
+
+import argparse
+
+from escale.cli.cmd_plot import family_records
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write a markdown report page (family table, figures, study front)",
+                       description="Write OUT/README.md with the family table (params, FLOPs at 1024x2048, "
+                                   "paper deviation, latency where measured), figures and, with --study, the "
+                                   "study's Pareto front.")
+    p.add_argument("--study", default=None, metavar="NAME", help="add this study's trials and Pareto front")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage URL (default sqlite:///reports/studies/NAME.db)")
+    p.add_argument("--records", default=None, metavar="FILE",
+                   help="profile records as JSON (escale profile --format json, with latency if measured); "
+                        "default: profile the family now (params and FLOPs only)")
+    p.add_argument("--family", default="eseg", help="preset family to profile when --records is not given")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default reports/eseg-family, or reports/NAME with --study)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from escale.report import load_study, write_report
+
+    study = load_study(args.study, args.storage) if args.study else None  # fail fast before profiling
+    out = args.out or (f"reports/{args.study}" if args.study else "reports/eseg-family")
+    title = f"Study {args.study}: ESeg family and Pareto front" if args.study else "ESeg family report"
+    paths = write_report(out, family_records(args), study=study, title=title)
+    print(paths[0])
+    return 0
