@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from escale.errors import EscaleError
+from escale.report.labels import place_labels
 from escale.report.reference import paper_points
 from escale.report.style import (
     COLUMN_IN,
@@ -25,7 +26,6 @@ from escale.report.style import (
     freeze_layout,
     new_figure,
     paper_style,
-    place_labels,
 )
 
 CITYSCAPES_MIOU = "Cityscapes val mIoU (%)"
@@ -113,7 +113,7 @@ def plot_paper_figure1(measured=None, axes: tuple[str, ...] = ("params", "flops"
         if a not in ("params", "flops"):
             raise EscaleError(f"--x: {a!r} is not a Figure 1 axis (allowed: params, flops)")
     with paper_style():
-        fig, axs = new_figure(PAGE_IN if len(axes) > 1 else COLUMN_IN, 3.4, ncols=len(axes))
+        fig, axs = new_figure(PAGE_IN if len(axes) > 1 else COLUMN_IN, 3.8, ncols=len(axes))
         todo = [(ax, _size_panel(ax, a, measured)) for ax, a in zip(axs, axes, strict=True)]
         fig.suptitle("Model size vs. Cityscapes val mIoU (paper Table 4; FLOPs at 1024×2048)")
         handles = [_handle("ESeg (paper)", family_color("ESeg"), ls="-"),
@@ -161,6 +161,7 @@ def plot_paper_figure4(measured=None) -> Figure:
             mine = measured[measured["fps"].notna() & measured["miou"].notna()]
             ax.scatter(mine["fps"], mine["miou"], **ESCALE_MARK)
             handles.append(_handle(f"escale ({_device(mine)})", family_color("escale"), "s", hollow=True))
+        ax.margins(x=0.1, y=0.08)
         ax.set_xlabel("Speed (FPS, batch 1)")
         ax.set_ylabel(CITYSCAPES_MIOU)
         fig.suptitle("Speed vs. Cityscapes val mIoU (paper Table 6)")
@@ -238,7 +239,7 @@ def _paper_miou_only(rows) -> bool:
 
 
 def plot_study_front(frame, cost_label: str = "Cost", title: str = "Study", budget: float | None = None,
-                     log_scale: bool | None = None) -> Figure:
+                     log_scale: bool | None = None, budget_unit: str = "ms") -> Figure:
     """A study's trials (``trials_frame``): dominated in grey, infeasible as grey crosses, the Pareto front
     (max mIoU, min cost) as a connected staircase, trials that reproduce a paper preset as labelled stars.
     ``budget`` (same unit as the cost) draws a vertical dashed line.
@@ -269,7 +270,7 @@ def plot_study_front(frame, cost_label: str = "Cost", title: str = "Study", budg
             handles.append(_handle("paper preset", family_color("ESeg"), "*"))
         if budget is not None:
             ax.axvline(budget, ls="--", lw=0.8, color="0.3", zorder=1)
-            handles.append(_handle(f"budget {budget:g}", "0.3", "none", ls="--"))
+            handles.append(_handle(f"budget {budget:g} {budget_unit}", "0.3", "none", ls="--"))
         if log_scale:
             log_x(ax)
         ax.set_xlabel(cost_label)
