@@ -38,8 +38,9 @@ def test_unwritable_out_is_one_line(capsys, tmp_path):
         assert err.count("\n") == 1 and "--out: cannot write to" in err and str(blocker) in err
 
 
-def test_plot_paper_writes_pdf_and_png(capsys, tmp_path):
-    assert main(["plot", "paper", "--figure", "4", "--records", RECORDS, "--out", str(tmp_path / "f4")]) == 0
+def test_plot_family_writes_pdf_and_png(capsys, tmp_path):
+    argv = ["plot", "family", "--x", "params", "--records", RECORDS, "--out", str(tmp_path / "fam.pdf")]
+    assert main(argv) == 0
     out = capsys.readouterr().out.split()
-    assert out == [str(tmp_path / "f4.pdf"), str(tmp_path / "f4.png")]
-    assert (tmp_path / "f4.png").stat().st_size > 10_000
+    assert out == [str(tmp_path / "fam.pdf"), str(tmp_path / "fam.png")]
+    assert (tmp_path / "fam.png").stat().st_size > 10_000

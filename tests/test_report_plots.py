@@ -20,7 +20,7 @@ from escale.report import (
     plot_paper_figure4,
     save_figure,
 )
-from escale.report.markdown import FAMILY_MD, LATENCY_MD
+from escale.report.markdown import FAMILY_MD, LATENCY_MD, environment_lines
 
 RECORDS = Path(__file__).parents[1] / "reports" / "eseg-family" / "records.json"
 
@@ -124,12 +124,19 @@ def test_family_table_latency_columns_only_when_measured(tiny_spec):
     plain = family_table([rec])
     assert "latency_ms" not in plain and plain.loc[0, "miou"] is None
     assert plain.loc[0, "params"] == rec.params and plain.loc[0, "levels"] == "P3-P6"
-    rec.extra.update(latency_ms=12.5, fps=80.0, miou=41.0, env={"backend": "torch", "device": "cpu", "threads": 2})
+    # the keys escale.profiler.latency writes (LatencyResult.to_extra), and a trained mIoU
+    rec.extra.update(latency_ms=12.5, fps=80.0, latency_backend="torch", latency_precision="fp32",
+                     latency_threads=2, latency_input_size="64x128", device_name="AMD EPYC", miou=41.0,
+                     env={"device": "cpu", "device_name": "AMD EPYC", "threads": 2, "load_avg_1m": 1.5})
     measured = family_table([rec])
-    assert measured.loc[0, ["latency_ms", "fps", "backend", "device"]].tolist() == [12.5, 80.0, "torch", "cpu"]
+    assert measured.loc[0, ["latency_ms", "fps", "backend", "device"]].tolist() == [12.5, 80.0, "torch", "AMD EPYC"]
     assert measured.loc[0, ["miou", "miou_source"]].tolist() == [41.0, "escale train"]
     md = markdown_table(measured, FAMILY_MD + LATENCY_MD)
-    assert "| latency (ms) |" in md.splitlines()[0] and "| 12.50 | 80.0 | torch | cpu |" in md
+    assert "| latency (ms) |" in md.splitlines()[0]
+    assert md.splitlines()[-1].endswith("| 64x128 | 12.50 | 80.0 | torch | fp32 | 2 | AMD EPYC |")
+    lines = environment_lines([rec])
+    assert "- latency measured with: device=cpu, device_name=AMD EPYC, threads=2" in lines
+    assert lines[-1] == "- machine load (1-min load average) during the measurements: 1.5–1.5"
 
 
 def test_markdown_table_by_hand():

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.transforms import Bbox
 
 LABEL_SIZE = 6.5
-W_LABEL, W_POINT, W_LINE, W_FRAME, W_LEADER = 10.0, 4.0, 8.0, 1000.0, 5.0
+W_LABEL, W_POINT, W_LINE, W_FRAME, W_LEADER = 10.0, 30.0, 8.0, 1000.0, 5.0
 
 
 def _candidate_offsets() -> list[tuple[float, float, str, str]]:

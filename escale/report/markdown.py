@@ -38,7 +38,8 @@ def _text(v: Any) -> str:
 def markdown_table(frame, columns: Sequence[Column]) -> str:
     """A GitHub-flavoured markdown table of ``frame`` with (column, header, formatter) triples."""
     cols = [c for c in columns if c[0] in frame]
-    right = [c[0] not in ("name", "block", "levels", "miou_source", "preset", "device", "backend") for c in cols]
+    right = [c[0] not in ("name", "block", "levels", "miou_source", "preset", "device", "backend", "precision",
+                          "latency_input_size") for c in cols]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
              "|" + "|".join("---:" if r else ":---" for r in right) + "|"]
     for _, row in frame.iterrows():
@@ -54,9 +55,10 @@ FAMILY_MD = [
     ("params_dev_pct", "Δ params", _num("+.1f", "%")), ("gmacs_dev_pct", "Δ FLOPs", _num("+.1f", "%")),
     ("miou", "mIoU (%)", _num(".1f")), ("miou_source", "mIoU from", _text),
 ]
-LATENCY_MD = [("latency_ms", "latency (ms)", _num(".2f")), ("latency_p90_ms", "p90 (ms)", _num(".2f")),
+LATENCY_MD = [("latency_input_size", "latency at", _text), ("latency_ms", "latency (ms)", _num(".2f")), ("latency_p90_ms", "p90 (ms)", _num(".2f")),
               ("fps", "FPS", _num(".1f")), ("peak_mem_mb", "peak mem (MB)", _num(".0f")),
-              ("backend", "backend", _text), ("device", "device", _text)]
+              ("backend", "backend", _text), ("precision", "precision", _text), ("threads", "threads", _text),
+              ("device", "device", _text)]
 FRONT_MD = [("trial", "trial", _num("d")), ("preset", "preset", _text), ("miou", "mIoU (%)", _num(".2f")),
             ("latency_ms", "latency (ms)", _num(".2f")), ("gmacs", "FLOPs (B)", _num(".2f")),
             ("params_m", "params (M)", _num(".2f")), ("width", "width", _num("g")), ("depth", "depth", _num("g")),
@@ -74,8 +76,17 @@ def environment_lines(records: Sequence[Any]) -> list[str]:
              f"- MAC counter: {', '.join(counters) or '–'} (one fused multiply-add = 1 FLOP, the paper's "
              f"convention; batch 1)"]
     for env in environments(records):
-        lines.append("- latency measured with: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
+        lines.append("- latency measured with: " + ", ".join(f"{k}={_flat(v)}" for k, v in sorted(env.items())))
+    loads = [r.extra["env"]["load_avg_1m"] for r in records if (r.extra.get("env") or {}).get("load_avg_1m") is not None]
+    if loads:
+        lines.append(f"- machine load (1-min load average) during the measurements: {min(loads):.1f}–{max(loads):.1f}")
     return lines
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _figure(fig, out_dir: Path, stem: str, caption: str) -> tuple[list[Path], str]:

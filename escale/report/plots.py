@@ -38,6 +38,7 @@ AXES = {
     "miou": ("miou", CITYSCAPES_MIOU, False),
 }
 FIGURES = ("1", "4")
+_PAPER_COLS = {"gmacs": "paper_gmacs", "params_m": "paper_params_m"}  # escale's column -> the paper's
 ESCALE_MARK = {"marker": "s", "s": 46, "facecolors": "none", "edgecolors": family_color("escale"),
                "linewidths": 1.0, "zorder": 4}
 _ABBREV = (("ResNet-", "R"), ("Xception-", "X"), ("ResNeXt-", "X"), ("ResNeSt-", "S"), ("X-71", "X71"))
@@ -57,14 +58,15 @@ def short_name(model: str) -> str:
     return model
 
 
-def log_x(ax) -> None:
-    """Log x axis with plain tick labels at 1-2-5 steps (10, 20, 50, ...), no scientific notation."""
+def log_x(ax, which: str = "x") -> None:
+    """Log axis (x or y) with plain tick labels at 1-2-5 steps (10, 20, 50, ...), no scientific notation."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    axis_ = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis_.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis_.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis_.set_minor_formatter(NullFormatter())
 
 
 def _legend_below(fig: Figure, handles: list, ncol: int = 2) -> None:
@@ -92,7 +94,7 @@ def _size_panel(ax, x: str, measured) -> list[tuple[float, float, str, str]]:
     ax.plot(eseg[col], eseg["miou"], "o-", color=family_color("ESeg"), ms=4.5, zorder=3)
     ax.plot(eseg[col], eseg["miou_extra_data"], "*--", color=family_color("ESeg"), ms=6, lw=0.9, zorder=3)
     if measured is not None and len(measured):
-        mine = measured[measured["name"].isin(set(eseg["model"]))]
+        mine = measured[measured["name"].isin(set(eseg["model"])) & (measured["input_size"] == "1024x2048")]
         ax.scatter(mine[col], mine["miou"], **ESCALE_MARK)
     log_x(ax)
     ax.margins(x=0.12, y=0.1)  # room for labels at the edges
@@ -161,6 +163,8 @@ def plot_paper_figure4(measured=None) -> Figure:
             mine = measured[measured["fps"].notna() & measured["miou"].notna()]
             ax.scatter(mine["fps"], mine["miou"], **ESCALE_MARK)
             handles.append(_handle(f"escale ({_device(mine)})", family_color("escale"), "s", hollow=True))
+            labels += [(r["fps"], r["miou"], f"{r['name']} (escale, {_size_of(r)})", family_color("escale"))
+                       for _, r in mine.iterrows()]
         ax.margins(x=0.1, y=0.08)
         ax.set_xlabel("Speed (FPS, batch 1)")
         ax.set_ylabel(CITYSCAPES_MIOU)
@@ -176,6 +180,11 @@ def _fps_label(row) -> str:
     name = row["model"]
     return f"{name} ({row['input_size'].replace('x', '×')})" if name.startswith("ESeg") and \
         row["input_size"] != "1024x2048" else name
+
+
+def _size_of(row) -> str:
+    size = row.get("latency_input_size")
+    return str(size if isinstance(size, str) else row.get("input_size", "?")).replace("x", "×")
 
 
 def _device(frame) -> str:
@@ -205,25 +214,39 @@ def plot_family(table, x: str = "flops", y: str = "miou") -> Figure:
             raise EscaleError(f"{flag}: no record carries {col} (measure it first, e.g. escale profile "
                               f"--family eseg --latency BACKEND --format json > recs.json; then --records recs.json)")
     rows = table[table[xcol].notna() & table[ycol].notna()]
-    paper_col = {"gmacs": "paper_gmacs", "params_m": "paper_params_m"}.get(xcol)
+    sizes = set(rows["input_size"]) if "input_size" in rows else {"1024x2048"}
+    size = sizes.pop().replace("x", "×") if len(sizes) == 1 else "mixed sizes"
+    xlabel, ylabel = xlabel.replace("1024×2048", size), ylabel.replace("1024×2048", size)
+    paper_col = _PAPER_COLS.get(xcol)
+    if "gmacs" in (xcol, ycol) and size != "1024×2048":
+        paper_col = None  # the paper's FLOPs are at 1024x2048 only
     with paper_style():
         fig, (ax,) = new_figure(COLUMN_IN, 2.9)
         handles, labels = [], []
+        kind = rows["name"].map(_preset_family)
         for fam in ("ESeg-Lite", "ESeg"):
-            grp = rows[rows["name"].str.startswith("ESeg-Lite") == (fam == "ESeg-Lite")].sort_values(xcol)
+            grp = rows[kind == fam].sort_values(xcol)
             if not len(grp):
                 continue
             ax.plot(grp[xcol], grp[ycol], "o-", color=family_color(fam), ms=4.5, zorder=3)
             handles.append(_handle(fam, family_color(fam), ls="-"))
             labels += [(r[xcol], r[ycol], r["name"], family_color(fam)) for _, r in grp.iterrows()]
-            if paper_col and paper_col in grp and grp[paper_col].notna().any():
-                ax.scatter(grp[paper_col], grp[ycol], marker="x", s=18, color="0.35", linewidths=0.8, zorder=4)
+            if paper_col and paper_col in grp:  # the paper's own value on both axes where it gives one
+                py = _PAPER_COLS.get(ycol, ycol)
+                pts = grp[[paper_col, py]].dropna()
+                ax.scatter(pts[paper_col], pts[py], marker="x", s=18, color="0.35", linewidths=0.8, zorder=4)
+        variants = rows[kind == "variant"]
+        if len(variants):  # specs that are not paper presets: single points
+            ax.scatter(variants[xcol], variants[ycol], marker="D", s=22, color=family_color("escale"), zorder=4)
+            handles.append(_handle("variant", family_color("escale"), "D"))
+            labels += [(r[xcol], r[ycol], r["name"], family_color("escale")) for _, r in variants.iterrows()]
         if paper_col and rows[paper_col].notna().any():
             handles.append(_handle("paper's value", "0.35", "x"))
         if xlog:
             log_x(ax)
         ax.margins(x=0.1, y=0.1)
-        ax.set_yscale("log" if ylog else "linear")
+        if ylog:
+            log_x(ax, "y")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel.replace("(%)", "(%, paper)") if ycol == "miou" and _paper_miou_only(rows) else ylabel)
         fig.suptitle(f"ESeg family: {xlabel.split(' (')[0]} vs. {ylabel.split(' (')[0]}")
@@ -232,6 +255,15 @@ def plot_family(table, x: str = "flops", y: str = "miou") -> Figure:
         xs, ys, texts, colors = zip(*labels, strict=True)
         place_labels(ax, xs, ys, texts, colors)
     return fig
+
+
+def _preset_family(name: str) -> str:
+    """"ESeg-Lite" / "ESeg" for the paper's presets, "variant" for any other spec name."""
+    from escale.spec import FAMILIES
+
+    if name in FAMILIES["eseg-lite"]:
+        return "ESeg-Lite"
+    return "ESeg" if name in FAMILIES["eseg-full"] else "variant"
 
 
 def _paper_miou_only(rows) -> bool:

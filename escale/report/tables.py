@@ -13,7 +13,10 @@ from escale.spec import ESegSpec
 
 # Measured by the latency backends when a record carries them (ProfileRecord.extra); shown only then.
 LATENCY_COLUMNS = ("latency_ms", "latency_p90_ms", "fps", "peak_mem_mb")
-ENV_KEYS = ("backend", "device", "precision", "threads")
+# column -> ProfileRecord.extra key written by the latency backends (fallback: the same key in extra["env"])
+LATENCY_META = {"latency_input_size": "latency_input_size", "backend": "latency_backend",
+                "device": "device_name", "precision": "latency_precision", "threads": "latency_threads"}
+VOLATILE_ENV_KEYS = ("load_avg_1m",)  # differ between records of one run; shown apart
 # Exact, machine-independent columns of the committed family table (checked by the tests).
 FAMILY_COLUMNS = ("name", "input_size", "width", "depth", "block", "channels", "repeats", "levels", "params",
                   "macs", "params_m", "gmacs", "paper_params_m", "paper_gmacs", "params_dev_pct",
@@ -54,9 +57,11 @@ def family_table(records: Iterable[Any]):
             if r.extra.get(key) is not None:
                 row[key] = float(r.extra[key])
         env = r.extra.get("env") or {}
-        for key in ENV_KEYS:
-            if env.get(key) is not None or r.extra.get(key) is not None:
-                row[key] = env.get(key, r.extra.get(key))
+        if row.get("latency_ms") is not None:
+            for col, key in LATENCY_META.items():
+                value = r.extra.get(key, env.get(col))
+                if value is not None:
+                    row[col] = value
         rows.append(row)
     frame = pd.DataFrame(rows)
     order = [c for c in FAMILY_COLUMNS if c in frame] + [c for c in frame if c not in FAMILY_COLUMNS]
@@ -73,10 +78,10 @@ def has_latency(table) -> bool:
 
 
 def environments(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """The distinct measurement environments (``extra["env"]`` dicts) found in the records."""
+    """The distinct measurement environments (``extra["env"]`` dicts, less volatile keys) in the records."""
     seen, out = set(), []
     for r in records:
-        env = r.extra.get("env")
+        env = {k: v for k, v in (r.extra.get("env") or {}).items() if k not in VOLATILE_ENV_KEYS}
         if env:
             key = json.dumps(env, sort_keys=True, default=str)
             if key not in seen:
