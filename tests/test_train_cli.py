@@ -1,0 +1,34 @@
+"""``escale train``: JSON that parses, a table, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+from escale.cli.main import main
+
+TINY = ["ESeg-Lite-S", "--set", "encoder.width=0.25", "--set", "encoder.depth=0.3", "--set", "decoder.channels=16",
+        "--set", "decoder.max_level=6", "--input-size", "64x128", "--batch-size", "2", "--eval-images", "2"]
+
+
+def test_train_json(capsys):
+    code = main(["train", *TINY, "--steps", "2", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""  # no progress bar with machine-readable output
+    (rec,) = json.loads(out)
+    assert rec["steps"] == 2 and rec["dataset"] == "synthetic" and rec["input_size"] == [64, 128]
+    assert 0.0 <= rec["miou"] <= 1.0 and rec["spec"]["decoder"]["max_level"] == 6 and rec["num_classes"] == 8
+
+
+def test_train_table(capsys):
+    code = main(["train", *TINY, "--steps", "1"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "mIoU %" in out and "synthetic" in out
+
+
+def test_train_errors_are_one_line(capsys, tmp_path):
+    code = main(["train", *TINY, "--steps", "1", "--dataset", "cityscapes", "--data-root", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "leftImg8bit" in err and "Traceback" not in err
+    code = main(["train", "ESeg-S", "--steps", "1", "--input-size", "64x128"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "decoder.max_level=9" in err

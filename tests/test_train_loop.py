@@ -1,0 +1,126 @@
+"""Training loop: schedule, learning on a fixed batch, the record, resume from checkpoints, NaN, devices."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import escale
+import escale.train
+from escale.data import TrainTransform, make_dataset, normalize, train_batch
+from escale.errors import BackendUnavailableError, CheckpointError, EscaleError, SpecError
+from escale.train import (
+    Trainer,
+    TrainingDivergedError,
+    load_checkpoint,
+    lr_at,
+    resolve_device,
+    save_checkpoint,
+)
+
+FAST = {"input_size": (64, 128), "batch_size": 2, "eval_images": 2}
+
+
+def test_lr_schedule_warms_up_then_follows_a_cosine_to_zero():
+    assert [lr_at(s, 10, 1.0, warmup_steps=2) for s in (0, 1)] == [0.5, 1.0]
+    assert lr_at(2, 10, 1.0, warmup_steps=2) == pytest.approx(1.0)
+    assert lr_at(6, 10, 1.0, warmup_steps=2) == pytest.approx(0.5)  # halfway through the 8 cosine steps
+    assert lr_at(9, 10, 0.08) == pytest.approx(0.04 * (1 + math.cos(math.pi * 0.9)))
+
+
+def test_loss_decreases_on_a_fixed_batch(tiny_spec):
+    torch.manual_seed(0)
+    spec = tiny_spec.with_overrides({"num_classes": 8})
+    ds = make_dataset("synthetic", size=(64, 128))
+    images, labels = train_batch(ds, 2, seed=0, step=0, transform=TrainTransform((64, 128), (1.0, 1.0)))
+    trainer = Trainer(escale.build_model(spec), 5e-5, torch.device("cpu"), ohem=False)
+    losses = [trainer.step(normalize(images), labels, lr=0.1) for _ in range(10)]
+    assert losses[-1] < 0.7 * losses[0] and sum(losses[-3:]) < sum(losses[:3]), losses
+
+
+def test_train_returns_a_record_with_the_documented_fields(tiny_spec):
+    events = []
+    rec = escale.train.train(tiny_spec, steps=3, progress=events.append, **FAST)
+    assert rec.steps == 3 and len(rec.loss_history) == 3 and rec.num_classes == 8  # spec resized to 8 classes
+    assert 0.0 <= rec.miou <= 1.0 and 0.0 <= rec.pixel_acc <= 1.0 and rec.eval_images == 2
+    assert rec.train_seconds > 0 and rec.images_per_second == pytest.approx(6 / rec.train_seconds)
+    assert set(rec.iou_per_class) == set(make_dataset("synthetic").class_names)
+    assert [e.step for e in events] == [1, 2, 3, 3] and [e.phase for e in events][-1] == "eval"
+    d = rec.to_dict()
+    assert d["spec"]["num_classes"] == 8 and d["input_size"] == [64, 128] and d["dataset"] == "synthetic"
+    assert rec.context_miou is not None or rec.iou_per_class["car-stopped"] is None
+
+
+def test_interrupted_run_resumes_to_the_same_result(tiny_spec, tmp_path):
+    straight = escale.train.train(tiny_spec, steps=4, seed=1, ema=True, **FAST)
+    ckpt = tmp_path / "run.pt"
+
+    def stop_after_two(event):
+        if event.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        escale.train.train(tiny_spec, steps=4, seed=1, ema=True, checkpoint=ckpt, checkpoint_every=1,
+                           progress=stop_after_two, **FAST)
+    assert load_checkpoint(ckpt)["step"] == 2 and [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+    resumed = escale.train.train(tiny_spec, steps=4, seed=1, ema=True, checkpoint=ckpt, **FAST)
+    assert resumed.resumed_from_step == 2 and load_checkpoint(ckpt)["step"] == 4
+    assert resumed.loss_history == pytest.approx(straight.loss_history, rel=1e-5)
+    assert resumed.miou == pytest.approx(straight.miou, abs=1e-9)
+    with pytest.raises(CheckpointError, match="lr=0.08, not lr=0.01"):
+        escale.train.train(tiny_spec, steps=4, seed=1, ema=True, lr=0.01, checkpoint=ckpt, **FAST)
+
+
+def test_checkpoint_files_are_checked(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(bad)
+    torch.save({"step": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an escale training checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    save_checkpoint(tmp_path / "sub" / "ok.pt", {"step": 3})
+    assert load_checkpoint(tmp_path / "sub" / "ok.pt")["step"] == 3 and load_checkpoint(tmp_path / "none.pt") is None
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["ok.pt"]  # no temporary left behind
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_spec, tmp_path):
+    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf) at step \d/3") as info:
+        escale.train.train(tiny_spec, steps=3, lr=1e30, checkpoint=tmp_path / "c.pt", checkpoint_every=1, **FAST)
+    assert isinstance(info.value, EscaleError)
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state is None or all(math.isfinite(v) for v in state["losses"])
+
+
+def test_bad_arguments_and_devices(tiny_spec):
+    with pytest.raises(SpecError, match="steps"):
+        escale.train.train(tiny_spec, steps=0, **FAST)
+    with pytest.raises(SpecError, match="lr"):
+        escale.train.train(tiny_spec, steps=1, lr=float("nan"), **FAST)
+    with pytest.raises(SpecError, match="too small"):
+        escale.train.train(tiny_spec, steps=1, input_size=(32, 32))
+    assert resolve_device("cpu", None) == (torch.device("cpu"), False)
+    with pytest.raises(SpecError, match="amp"):
+        resolve_device("cpu", True)
+    with pytest.raises(SpecError, match="device"):
+        resolve_device("plasma", None)
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailableError, match="CUDA"):
+            resolve_device("cuda", None)
+        assert resolve_device("auto", None)[0].type == "cpu"
+
+
+@pytest.mark.gpu
+def test_cuda_with_amp_trains(tiny_spec):
+    rec = escale.train.train(tiny_spec, steps=3, device="cuda", **FAST)
+    assert rec.amp and rec.device.startswith("cuda") and math.isfinite(rec.final_loss)
+
+
+def test_the_package_is_callable_as_escale_train(tiny_spec):
+    import escale.train as package
+
+    assert callable(package)
+    with pytest.raises(SpecError, match="steps"):
+        package(tiny_spec, steps=0)  # forwards to escale.train.train (argument check, no training)
