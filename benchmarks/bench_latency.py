@@ -79,7 +79,8 @@ def line(res: dict, wall_s: float) -> str:
     if "error" in res:
         return f"[rep {res['repeat']}] {res['name']:<12} {res['backend']:<12} FAILED: {res['error']}"
     return (f"[rep {res['repeat']}] {res['name']:<12} {res['backend']:<12} median {res['latency_ms']:8.1f} ms  "
-            f"p90 {res['latency_p90_ms']:8.1f}  IQR {res['iqr_ms']:6.1f}  {res['fps']:7.2f} FPS  "
+            f"p90 {res['latency_p90_ms']:8.1f}  IQR {res['iqr_ms']:6.1f}  CPU {res['cpu_time_ms']:7.1f} ms  "
+            f"{res['fps']:7.2f} FPS  "
             f"runs {res['runs']:3d}  threads {res['threads']}  peak {res['peak_mem_mb']:.0f} MB  "
             f"faults/run {res['details'].get('minor_faults_per_run', 0):.0f}  ({wall_s:.0f} s)")
 
@@ -90,13 +91,16 @@ def summarise(results: list[dict], backends: list[str]) -> list[dict]:
     for name in dict.fromkeys(r["name"] for r in results):
         row: dict = {"name": name}
         for b in backends:
-            meds = [r["latency_ms"] for r in results if r["name"] == name and r["backend"] == b and "latency_ms" in r]
-            row[f"{b}_ms"] = meds
-            row[f"{b}_agreement_pct"] = 100.0 * (max(meds) / min(meds) - 1) if len(meds) > 1 else None
+            done = [r for r in results if r["name"] == name and r["backend"] == b and "latency_ms" in r]
+            for kind, key in (("ms", "latency_ms"), ("cpu_ms", "cpu_time_ms")):
+                meds = [r[key] for r in done]
+                row[f"{b}_{kind}"] = meds
+                row[f"{b}_{kind}_agreement_pct"] = 100.0 * (max(meds) / min(meds) - 1) if len(meds) > 1 else None
         base = backends[0]
         for b in backends[1:]:
-            pairs = list(zip(row[f"{b}_ms"], row[f"{base}_ms"], strict=False))
-            row[f"{b}_over_{base}"] = [x / y for x, y in pairs]
+            for kind in ("ms", "cpu_ms"):
+                pairs = list(zip(row[f"{b}_{kind}"], row[f"{base}_{kind}"], strict=False))
+                row[f"{b}_over_{base}_{kind}"] = [x / y for x, y in pairs]
         rows.append(row)
     return rows
 
@@ -108,18 +112,19 @@ def markdown(report: dict) -> str:
     out = [f"# Latency: {', '.join(dict.fromkeys(r['name'] for r in report['results']))} "
            f"at {size[0]}x{size[1]}, batch {a['batch']}, {a['device']} {a['precision']}", "",
            f"Machine: {env.get('device_name')} ({env.get('cpu_count')} CPUs), threads {ok[0]['threads'] if ok else '-'}, "
-           f"versions {env.get('versions')}, allocator {env.get('allocator')}.",
+           f"versions {env.get('versions')}, allocator {env.get('allocator')}, OpenMP {env.get('omp')}.",
            f"Load average (1, 5, 15 min) before {report['load_avg']['before']}, after {report['load_avg']['after']}.",
            "Each measurement in its own child process; timing: warm-up >= 3 runs and 1 s, then >= "
            f"{a['min_runs']} runs and {a['min_duration']} s; median, p90, IQR in ms per batch.", "",
-           "| repeat | model | backend | median (ms) | p90 (ms) | IQR (ms) | FPS | runs | peak mem (MB) |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+           "CPU time: median process CPU time per run, all threads (excludes waiting for a CPU).", "",
+           "| repeat | model | backend | median (ms) | p90 (ms) | IQR (ms) | CPU time (ms) | FPS | runs | peak mem (MB) |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         if "error" in r:
-            out.append(f"| {r['repeat']} | {r['name']} | {r['backend']} | failed: {r['error']} | | | | | |")
+            out.append(f"| {r['repeat']} | {r['name']} | {r['backend']} | failed: {r['error']} | | | | | | |")
             continue
         out.append(f"| {r['repeat']} | {r['name']} | {r['backend']} | {r['latency_ms']:.1f} | {r['latency_p90_ms']:.1f} "
-                   f"| {r['iqr_ms']:.1f} | {r['fps']:.2f} | {r['runs']} | {r['peak_mem_mb']:.0f} |")
+                   f"| {r['iqr_ms']:.1f} | {r['cpu_time_ms']:.1f} | {r['fps']:.2f} | {r['runs']} | {r['peak_mem_mb']:.0f} |")
     out += ["", "Summary (targets: ratio <= 0.8, repeats within +-10%):", ""]
     for row in report["summary"]:
         parts = [f"{k}: " + (", ".join(f"{v:.3g}" for v in val) if isinstance(val, list) else

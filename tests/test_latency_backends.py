@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -186,7 +187,8 @@ def test_measure_latency_in_process(tiny_spec):
     res = measure_latency(tiny_spec, backend="torch", input_size=(64, 64), batch=2, threads=1, isolate=False,
                           config=QUICK)
     assert res.runs == 3 and res.warmup_runs == 1 and res.batch == 2 and res.threads == 1
-    assert res.fps == pytest.approx(2000.0 / res.latency_ms)
+    assert res.fps == pytest.approx(2000.0 / res.latency_ms) and len(res.cpu_samples_ms) == 3
+    assert 0 < res.cpu_time_ms
     assert res.latency_ms <= res.latency_p90_ms <= res.latency_p99_ms and res.iqr_ms >= 0
     assert res.peak_mem_mb >= 2 * 19 * 64 * 64 * 4 / MB and "meta" in res.peak_mem_method
     assert res.env["threads"] == 1 and res.env["versions"]["torch"] == torch.__version__
@@ -211,6 +213,7 @@ def test_measure_latency_bad_input(tiny_spec):
 def test_child_process_has_fixed_allocator_and_threads():
     assert run_in_child("os:getenv", {"key": "MALLOC_MMAP_THRESHOLD_"}) == str(2**30)
     assert run_in_child("os:getenv", {"key": "OMP_NUM_THREADS"}, threads=3) == "3"
+    assert run_in_child("os:getenv", {"key": "OMP_WAIT_POLICY"}) == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
     with pytest.raises(SpecError, match="'nope' is unknown"):
         run_in_child("escale.spec:preset", {"name": "nope"})
     with pytest.raises(MeasurementError, match="JSONDecodeError"):

@@ -28,7 +28,9 @@ def test_eseg_export_matches_eager(tiny_spec, tmp_path):
     assert onnx_opset(path) == OPSET == 17
     runner = OrtRunner(path, threads=1)
     assert runner.input_names == ["input"] and runner.output_names == ["logits"]
-    assert runner.session.get_session_options().intra_op_num_threads == 1
+    options = runner.session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert runner.info()["providers"] == ["CPUExecutionProvider"]
     out = runner.run(x)[0]
     assert out.shape == (1, 19, 64, 64)

@@ -69,10 +69,11 @@ def test_max_runs_and_max_duration_caps():
     assert s.runs == 3 and s.stopped_by == "max_duration"  # 1.2 s > 1 s, and at least 3 runs
 
 
-def test_wall_timer_measures_real_time():
+def test_wall_timer_measures_real_time_and_cpu_time_excludes_waiting():
     s = time_callable(lambda: time.sleep(0.003), QUICK)
-    assert s.runs == 3 and s.warmup_runs == 1
+    assert s.runs == 3 and s.warmup_runs == 1 and len(s.cpu_samples_ms) == 3
     assert 3.0 <= s.median_ms < 200
+    assert s.cpu_median_ms < 1.5  # sleeping is waiting, not computing
     assert s.to_dict(with_samples=False)["runs"] == 3
 
 

@@ -129,7 +129,7 @@ def cpu_name() -> str:
 
 def environment(backend: LatencyBackend, device: str, threads: int) -> dict[str, Any]:
     """Device name, library versions, threads, allocator settings and machine load, for every record."""
-    from escale.profiler.latency.isolate import ALLOCATOR_ENV
+    from escale.profiler.latency.isolate import ALLOCATOR_ENV, THREAD_ENV
 
     env: dict[str, Any] = {
         "device": device,
@@ -140,6 +140,7 @@ def environment(backend: LatencyBackend, device: str, threads: int) -> dict[str,
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "allocator": {k: os.environ.get(k) for k in ALLOCATOR_ENV},
+        "omp": {k: os.environ.get(k) for k in (*THREAD_ENV, "OMP_NUM_THREADS")},
     }
     if device == "cuda":
         env.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
@@ -165,6 +166,7 @@ class LatencyResult:
     mean_ms: float
     min_ms: float
     fps: float
+    cpu_time_ms: float
     runs: int
     warmup_runs: int
     timed_s: float
@@ -174,11 +176,13 @@ class LatencyResult:
     env: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     samples_ms: list[float] = field(default_factory=list)
+    cpu_samples_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["units"] = {"*_ms": "milliseconds per batch", "fps": "images per second = batch * 1000 / latency_ms",
+                      "cpu_time_ms": "median process CPU time per run, all threads (not waiting for a CPU)",
                       "peak_mem_mb": "MB = 2**20 bytes of activations"}
         return d
 
@@ -193,6 +197,7 @@ class LatencyResult:
         return {
             "latency_ms": self.latency_ms, "latency_p90_ms": self.latency_p90_ms,
             "latency_p99_ms": self.latency_p99_ms, "iqr_ms": self.iqr_ms, "fps": self.fps,
+            "cpu_time_ms": self.cpu_time_ms,
             "peak_mem_mb": self.peak_mem_mb, "peak_mem_method": self.peak_mem_method, "latency_backend": self.backend, "latency_device": self.device,
             "latency_precision": self.precision, "latency_batch": self.batch, "latency_threads": self.threads,
             "latency_input_size": f"{self.input_size[0]}x{self.input_size[1]}", "latency_runs": self.runs,

@@ -89,7 +89,8 @@ def measure_in_process(spec: dict, backend: str, device: str, precision: str, in
         name=spec_obj.name, spec_id=spec_obj.spec_id, backend=backend, device=device, precision=precision,
         input_size=size, batch=batch, threads=threads, latency_ms=s.median_ms, latency_p90_ms=s.p90_ms,
         latency_p99_ms=s.p99_ms, iqr_ms=s.iqr_ms, mean_ms=s.mean_ms, min_ms=s.min_ms,
-        fps=batch * 1000.0 / s.median_ms, runs=s.runs, warmup_runs=s.warmup_runs, timed_s=s.timed_s,
+        fps=batch * 1000.0 / s.median_ms, cpu_time_ms=s.cpu_median_ms, runs=s.runs, warmup_runs=s.warmup_runs,
+        timed_s=s.timed_s,
         peak_mem_mb=m.peak_mem_mb, peak_mem_method=m.peak_mem_method, isolated=isolated, env=env,
-        details=details, samples_ms=s.samples_ms)
+        details=details, samples_ms=s.samples_ms, cpu_samples_ms=s.cpu_samples_ms)
     return result.to_dict()

@@ -9,7 +9,9 @@ difference recorded; fp32 must agree within ``atol`` = 1e-4, else :class:`Numeri
 
 ONNX Runtime: ``CPUExecutionProvider`` (or ``CUDAExecutionProvider`` for ``--device cuda`` where the
 installed build has it), graph optimisation level ``ORT_ENABLE_ALL``, sequential execution,
-``intra_op_num_threads`` = the thread count, ``inter_op_num_threads`` = 1; both are recorded.
+``intra_op_num_threads`` = the thread count, ``inter_op_num_threads`` = 1, and no spin-waiting in the
+intra-op pool (``session.intra_op.allow_spinning=0``: on shared cores spinning workers take the CPU the
+busy ones need; ``allow_spinning=1`` restores ORT's default); all are recorded.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class OrtRunner:
     """An ONNX Runtime session with stated threads; ``run`` returns numpy outputs, ``bind`` a timed call."""
 
     def __init__(self, path: str | Path, threads: int | None = None, device: str = "cpu",
-                 graph_optimization: str = "all", inter_op_threads: int = 1) -> None:
+                 graph_optimization: str = "all", inter_op_threads: int = 1, allow_spinning: bool = False) -> None:
         import onnxruntime as ort
 
         if graph_optimization not in GRAPH_OPT:
@@ -106,10 +108,11 @@ class OrtRunner:
         if threads:
             so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = int(inter_op_threads)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         self.device, self.threads, self.inter_op_threads = device, threads, inter_op_threads
-        self.graph_optimization = graph_optimization
+        self.graph_optimization, self.allow_spinning = graph_optimization, allow_spinning
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
@@ -143,7 +146,8 @@ class OrtRunner:
 
     def info(self) -> dict[str, Any]:
         return {"providers": self.providers, "intra_op_num_threads": self.threads,
-                "inter_op_num_threads": self.inter_op_threads, "graph_optimization": self.graph_optimization}
+                "inter_op_num_threads": self.inter_op_threads, "graph_optimization": self.graph_optimization,
+                "allow_spinning": self.allow_spinning}
 
 
 def check_numerics(model: torch.nn.Module, runner: OrtRunner, example: torch.Tensor, atol: float) -> float:
@@ -164,7 +168,7 @@ class OnnxRuntimeBackend(LatencyBackend):
     name = "onnxruntime"
     precisions = {"cpu": ("fp32",), "cuda": ("fp32",)}
     options = {"opset": OPSET, "exporter": "torchscript", "check_numerics": True, "atol": 1e-4,
-               "graph_optimization": "all"}
+               "graph_optimization": "all", "allow_spinning": False}
 
     def is_available(self, device: str | None = None) -> tuple[bool, str]:
         try:
@@ -190,7 +194,8 @@ class OnnxRuntimeBackend(LatencyBackend):
                                output_names=["logits"], exporter=options["exporter"])
             details: dict[str, Any] = {"export_s": time.perf_counter() - t0, "opset": onnx_opset(path),
                                        "exporter": options["exporter"], "onnx_mb": path.stat().st_size / 2**20}
-            runner = OrtRunner(path, threads=threads, device=device, graph_optimization=options["graph_optimization"])
+            runner = OrtRunner(path, threads=threads, device=device, graph_optimization=options["graph_optimization"],
+                               allow_spinning=options["allow_spinning"])
         details.update(runner.info())
         if options["check_numerics"]:
             details["max_abs_diff"] = check_numerics(model, runner, example, options["atol"])

@@ -5,6 +5,9 @@
    iterations, 3 s), capped by ``max_runs`` and, once 3 runs exist, by ``max_duration_s``.
 3. Report the median (the headline latency), p90, p99 and the inter-quartile range, all in ms, from the
    per-run samples (percentiles by linear interpolation, numpy's default). Never a mean of a few runs.
+4. Beside each wall-clock sample, the process CPU time of the run (all threads, ms). On a shared machine
+   wall time includes waiting for a CPU; CPU time does not, so ``cpu_median_ms`` is the load-robust
+   figure (with 1 thread it equals the latency an idle core would give, up to cache effects).
 
 A *timer* runs ``fn`` once and returns its duration in ms: :func:`wall_timer` (``perf_counter``, for CPU work
 that is finished when ``fn`` returns) or :class:`CudaEventTimer` (CUDA events around ``fn`` on a stream,
@@ -68,6 +71,7 @@ class TimingStats:
     """Per-run latencies (ms) and their summary. ``stopped_by`` says which limit ended the timed runs."""
 
     samples_ms: list[float]
+    cpu_samples_ms: list[float]
     warmup_runs: int
     warmup_s: float
     timed_s: float
@@ -81,6 +85,7 @@ class TimingStats:
     mean_ms: float = 0.0
     min_ms: float = 0.0
     max_ms: float = 0.0
+    cpu_median_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +94,7 @@ class TimingStats:
         self.median_ms, self.p90_ms, self.p99_ms = float(med), float(p90), float(p99)
         self.q1_ms, self.q3_ms, self.iqr_ms = float(q1), float(q3), float(q3 - q1)
         self.mean_ms, self.min_ms, self.max_ms = float(a.mean()), float(a.min()), float(a.max())
+        self.cpu_median_ms = float(np.median(self.cpu_samples_ms)) if self.cpu_samples_ms else 0.0
 
     @property
     def runs(self) -> int:
@@ -98,7 +104,7 @@ class TimingStats:
         d = asdict(self)
         d["runs"] = self.runs
         if not with_samples:
-            d.pop("samples_ms")
+            d.pop("samples_ms"), d.pop("cpu_samples_ms")
         return d
 
 
@@ -141,10 +147,13 @@ def time_callable(fn: Callable[[], Any], config: TimingConfig | None = None, *, 
         warm += 1
     warmup_s = clock() - start
     samples: list[float] = []
+    cpu: list[float] = []
     faults0 = _minor_faults()
     start = clock()
     while True:
+        cpu0 = time.process_time_ns()
         samples.append(float(timer(fn)))
+        cpu.append((time.process_time_ns() - cpu0) / 1e6)
         elapsed = clock() - start
         if len(samples) >= cfg.min_runs and elapsed >= cfg.min_duration_s:
             stopped_by = "target"
@@ -158,8 +167,8 @@ def time_callable(fn: Callable[[], Any], config: TimingConfig | None = None, *, 
     timed_s = clock() - start
     faults = _minor_faults()
     extra = {} if faults is None else {"minor_faults_per_run": (faults - faults0) / len(samples)}
-    return TimingStats(samples_ms=samples, warmup_runs=warm, warmup_s=warmup_s, timed_s=timed_s,
-                       stopped_by=stopped_by, extra=extra)
+    return TimingStats(samples_ms=samples, cpu_samples_ms=cpu, warmup_runs=warm, warmup_s=warmup_s,
+                       timed_s=timed_s, stopped_by=stopped_by, extra=extra)
 
 
 def _minor_faults() -> int | None:
