@@ -56,7 +56,11 @@ def line_boxes(ax, r: float) -> np.ndarray:
     """Small boxes along the axes' lines (not grid lines), so labels do not sit on them."""
     boxes = [np.empty((0, 4))]
     for line in ax.get_lines():
-        xy = ax.transData.transform(np.column_stack(line.get_data()).astype(float))
+        xy = np.column_stack(line.get_data()).astype(float)
+        if line.get_drawstyle() == "steps-post" and len(xy) > 1:  # the drawn staircase, not the vertices
+            corners = np.column_stack([xy[1:, 0], xy[:-1, 1]])
+            xy = np.vstack([np.column_stack([xy[:-1], corners]).reshape(-1, 2), xy[-1:]])
+        xy = ax.transData.transform(xy)
         for a, b in zip(xy[:-1], xy[1:], strict=True):
             if np.isfinite([*a, *b]).all():
                 boxes.append(segment_boxes(a, b, r))

@@ -38,7 +38,7 @@ def _text(v: Any) -> str:
 def markdown_table(frame, columns: Sequence[Column]) -> str:
     """A GitHub-flavoured markdown table of ``frame`` with (column, header, formatter) triples."""
     cols = [c for c in columns if c[0] in frame]
-    right = [c[0] not in ("name", "block", "levels", "miou_source", "preset", "device", "backend", "precision",
+    right = [c[0] not in ("name", "block", "levels", "miou_source", "preset", "accuracy", "device", "backend", "precision",
                           "latency_input_size") for c in cols]
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |",
              "|" + "|".join("---:" if r else ":---" for r in right) + "|"]
@@ -60,6 +60,7 @@ LATENCY_MD = [("latency_input_size", "latency at", _text), ("latency_ms", "laten
               ("backend", "backend", _text), ("precision", "precision", _text), ("threads", "threads", _text),
               ("device", "device", _text)]
 FRONT_MD = [("trial", "trial", _num("d")), ("preset", "preset", _text), ("miou", "mIoU (%)", _num(".2f")),
+            ("accuracy", "mIoU from", _text),
             ("latency_ms", "latency (ms)", _num(".2f")), ("gmacs", "FLOPs (B)", _num(".2f")),
             ("params_m", "params (M)", _num(".2f")), ("width", "width", _num("g")), ("depth", "depth", _num("g")),
             ("channels", "BiFPN ch", _num("g")), ("repeats", "repeats", _num("g")), ("levels", "levels", _text)]
@@ -130,6 +131,7 @@ def _study_section(study: Any, out_dir: Path) -> tuple[list[Path], str]:
         f"## Study `{name}`", "",
         f"{len(frame)} complete trials, {int(frame['feasible'].sum())} within constraints, "
         f"{len(front)} on the Pareto front (max mIoU, min {cost_label}). All trials: `study_trials.csv`.", "",
+        *([f"Settings: {study_mod.settings_line(study)}.", ""] if study_mod.settings_line(study) else []),
         markdown_table(front, FRONT_MD), "", md, ""])
     return paths + [csv], text
 

@@ -294,8 +294,9 @@ def plot_study_front(frame, cost_label: str = "Cost", title: str = "Study", budg
         presets = frame[frame["preset"].notna()]
         ax.scatter(presets["cost"], presets["miou"], s=60, marker="*", color=family_color("ESeg"),
                    edgecolors="white", linewidths=0.4, zorder=5)
-        handles = [_handle("Pareto front", family_color("escale"), ls="-"),
-                   _handle("dominated", DOMINATED)]
+        handles = [_handle("Pareto front", family_color("escale"), ls="-")]
+        if len(rest):
+            handles.append(_handle("dominated", DOMINATED))
         if len(bad):
             handles.append(_handle("over budget", DOMINATED, "x"))
         if len(presets):
@@ -306,8 +307,9 @@ def plot_study_front(frame, cost_label: str = "Cost", title: str = "Study", budg
         if log_scale:
             log_x(ax)
         ax.set_xlabel(cost_label)
-        ax.set_ylabel("mIoU (%)")
-        fig.suptitle(f"Study {title}: mIoU vs. {cost_label.split(' (')[0].lower()}, {len(frame)} trials")
+        objectives = set(frame["accuracy"].dropna()) if "accuracy" in frame else set()
+        ax.set_ylabel(f"mIoU (%, {objectives.pop()})" if len(objectives) == 1 else "mIoU (%)")
+        fig.suptitle(f"Study {title}: mIoU vs. {cost_label.split(' (')[0]}, {len(frame)} trials")
         _legend_below(fig, handles, ncol=min(len(handles), 3))
         freeze_layout(fig)
         labels = [(r["cost"], r["miou"], str(r["preset"]), family_color("ESeg")) for _, r in presets.iterrows()]

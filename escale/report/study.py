@@ -15,15 +15,15 @@ import numpy as np
 from escale.errors import EscaleError
 
 DEFAULT_STUDY_DIR = Path("reports") / "studies"
-# Cost axis names an Optuna study may carry (metric_names / user_attrs["cost"]) -> (column, label).
+# Cost axis names an Optuna study may carry (metric_names[1] / user_attrs["cost_axis"|"cost"])
+# -> (column, axis label, divisor from the stored value to the label's unit).
 COST_AXES = {
-    "latency_ms": ("latency_ms", "Latency (ms)"),
-    "latency": ("latency_ms", "Latency (ms)"),
-    "macs": ("gmacs", "FLOPs (B multiply-adds)"),
-    "gmacs": ("gmacs", "FLOPs (B multiply-adds)"),
-    "flops": ("gmacs", "FLOPs (B multiply-adds)"),
-    "params": ("params_m", "Params (M)"),
-    "params_m": ("params_m", "Params (M)"),
+    "latency_ms": ("latency_ms", "Latency (ms)", 1.0),
+    "latency": ("latency_ms", "Latency (ms)", 1.0),
+    "macs": ("gmacs", "FLOPs (B multiply-adds)", 1e9),
+    "gmacs": ("gmacs", "FLOPs (B multiply-adds)", 1.0),
+    "params": ("params_m", "Params (M)", 1e6),
+    "params_m": ("params_m", "Params (M)", 1.0),
 }
 
 
@@ -53,15 +53,34 @@ def load_study(name: str, storage: str | None = None):
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
-def cost_axis(study) -> tuple[str, str]:
-    """(column, axis label) of the study's cost objective, from its metric names or user attributes."""
+def _cost_spec(study) -> tuple[str, str, float]:
     names = getattr(study, "metric_names", None) or []
     candidates = [names[1]] if len(names) > 1 else []
-    candidates.append(study.user_attrs.get("cost"))
+    candidates += [study.user_attrs.get("cost_axis"), study.user_attrs.get("cost")]
+    size = study.user_attrs.get("input_size")
     for name in candidates:
         if name in COST_AXES:
-            return COST_AXES[name]
-    return "cost", "Cost (second objective)"
+            column, label, divisor = COST_AXES[name]
+            if isinstance(size, (list, tuple)) and len(size) == 2:
+                label = f"{label[:-1]}, {size[0]}×{size[1]})"  # the study's input size
+            return column, label, divisor
+    return "cost", "Cost (second objective)", 1.0
+
+
+def cost_axis(study) -> tuple[str, str]:
+    """(column, axis label) of the study's cost objective, from its metric names or user attributes."""
+    column, label, _ = _cost_spec(study)
+    return column, label
+
+
+def settings_line(study) -> str:
+    """The study's recorded settings (escale propose's user attributes) in one line, or ''."""
+    keys = ("space", "cost_axis", "budget_ms", "accuracy_objective", "backend", "device", "precision", "threads",
+            "input_size")
+    attrs = study.user_attrs
+    parts = [f"{k}={'x'.join(map(str, attrs[k])) if isinstance(attrs[k], list) else attrs[k]}"
+             for k in keys if attrs.get(k) is not None]
+    return ", ".join(parts)
 
 
 def budget(study) -> float | None:
@@ -84,8 +103,10 @@ def pareto_mask(miou: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def _feasible(trial: Any) -> bool:
-    constraints = trial.system_attrs.get("constraints")
-    return constraints is None or all(c <= 0 for c in constraints)
+    """No constraint above 0: Optuna 5 named constraints, or Optuna 4's system_attrs["constraints"] list."""
+    named = getattr(trial, "constraints", None)
+    values = list(named.values()) if isinstance(named, dict) else trial.system_attrs.get("constraints") or []
+    return all(c <= 0 for c in values)
 
 
 def trials_frame(study):
@@ -98,17 +119,18 @@ def trials_frame(study):
     import optuna
     import pandas as pd
 
+    divisor = _cost_spec(study)[2]
     rows = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         a = t.user_attrs
         values = t.values or [None, None]
         rows.append({
-            "trial": t.number, "miou": a.get("miou", values[0]), "cost": values[1] if len(values) > 1 else None,
+            "trial": t.number, "miou": a.get("miou", values[0]), "cost": _scale(values[1], divisor) if len(values) > 1 else None,
             "latency_ms": a.get("latency_ms"), "gmacs": _scale(a.get("macs"), 1e9),
             "params_m": _scale(a.get("params"), 1e6), "preset": a.get("preset"),
-            "feasible": _feasible(t), "spec": a.get("spec"),
+            "accuracy": a.get("accuracy_objective"), "feasible": _feasible(t), "spec": a.get("spec"),
         })
-    columns = ["trial", "miou", "cost", "latency_ms", "gmacs", "params_m", "preset", "feasible", "spec"]
+    columns = ["trial", "miou", "cost", "latency_ms", "gmacs", "params_m", "preset", "accuracy", "feasible", "spec"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["on_front"] = False
     feasible = frame["feasible"].astype(bool)
