@@ -72,6 +72,7 @@ def test_notebook_a_build_profile_compare(kernel_name):
     assert images(nb) == 1
 
 
+@pytest.mark.slow  # ~10 s of CPU; its figures are covered in the default run by test_report_plots/_study
 def test_notebook_c_pareto_plots_with_a_study(kernel_name, tmp_path):
     from test_report_study import make_study  # tests/ is on sys.path (pytest rootdir-relative import)
 

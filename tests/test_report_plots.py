@@ -110,13 +110,14 @@ def test_breakdown_shares_sum_to_100_and_totals_are_written(records):
 
 
 def test_save_figure_writes_pdf_and_png(tmp_path, table):
-    paths = save_figure(plot_family(table), tmp_path / "sub" / "fam.png")
+    fig = plot_family(table)
+    paths = save_figure(fig, tmp_path / "sub" / "fam.png")
     assert [p.name for p in paths] == ["fam.pdf", "fam.png"]
     assert paths[0].read_bytes()[:4] == b"%PDF" and paths[1].read_bytes()[:4] == b"\x89PNG"
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(EscaleError, match=r"--out: cannot write .*file/x"):
-        save_figure(plot_family(table), blocker / "x")
+        save_figure(fig, blocker / "x")
 
 
 def test_family_table_latency_columns_only_when_measured(tiny_spec):
