@@ -1,0 +1,141 @@
+"""``escale lut build`` (measure a kernel latency table) and ``escale lut predict`` (price specs from it)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from escale.cli import render
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lut", help="kernel latency tables: build, predict")
+    ssub = p.add_subparsers(dest="lut_command", metavar="ACTION")
+    ssub.required = True
+    b = ssub.add_parser("build", help="measure every distinct kernel of a set of models once",
+                        description="Measure the distinct kernels (conv+BN+act, pooling, resize, weighted sums, ...) "
+                                    "of the given specs and/or of models drawn from a space, one at a time.")
+    b.add_argument("specs", nargs="*", metavar="SPEC", help="preset names or YAML specs whose kernels to measure")
+    b.add_argument("--space", default=None, help="space YAML: its presets + --models random variants")
+    b.add_argument("--models", type=int, default=12, help="random variants drawn from --space (default: 12)")
+    b.add_argument("--seed", type=int, default=0, help="seed for the random variants (default: 0)")
+    b.add_argument("--input-size", default="512x1024", metavar="HxW", help="input size (default: 512x1024)")
+    b.add_argument("--backend", default="onnxruntime", help="backend (default: onnxruntime)")
+    b.add_argument("--device", default="cpu", help="device (default: cpu)")
+    b.add_argument("--precision", default="fp32", help="precision (default: fp32)")
+    b.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    b.add_argument("--calibrate", type=int, default=0, metavar="K",
+                   help="measure K further random models in full and fit latency = slope * sum (default: 0)")
+    b.add_argument("--passes", type=int, default=1,
+                   help="measure every kernel this many times, interleaved, keeping the lowest median (default: 1)")
+    b.add_argument("--quick", action="store_true", help="few timed runs per kernel (smoke runs, not for use)")
+    b.add_argument("--out", default=None, help="table path (default: reports/lut/<backend>-<device>-"
+                   "<precision>-<HxW>-t<threads>.json); an existing table is extended")
+    b.set_defaults(func=_build)
+    pr = ssub.add_parser("predict", help="predicted latency of specs from a table")
+    pr.add_argument("specs", nargs="+", metavar="SPEC", help="preset names or YAML specs")
+    pr.add_argument("--lut", required=True, help="latency table JSON")
+    pr.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
+    pr.set_defaults(func=_predict)
+
+
+def _models(args: argparse.Namespace, size: tuple[int, int]) -> tuple[list, list]:
+    from escale.errors import EscaleError
+    from escale.search import load_space
+    from escale.spec import load_spec, preset
+
+    specs = [load_spec(ref) for ref in args.specs]
+    calib = []
+    if args.space:
+        space = load_space(args.space)
+        space.check_input_size(size)
+        specs += [preset(n) for n in space.presets_inside(size)]
+        specs += space.random_specs(args.models, seed=args.seed, exclude={s.spec_id for s in specs}, input_size=size)
+        if args.calibrate:
+            calib = space.random_specs(args.calibrate, seed=args.seed + 1, exclude={s.spec_id for s in specs},
+                                       input_size=size)
+    if not specs:
+        raise EscaleError("lut build: give SPEC(s) or --space (e.g. --space spaces/eseg-lite.yaml)")
+    if args.calibrate and not args.space:
+        raise EscaleError("lut build: --calibrate needs --space (the calibration models are drawn from it)")
+    for s in specs:
+        s.check_input_size(size)
+    return specs, calib
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from escale.profiler.latency import QUICK, TimingConfig, measure_latency
+    from escale.search.lut import build_table, default_table_path, get_kernel_timer, kernel_timing, load_table
+    from escale.search.predictor import LatencyPredictor
+    from escale.spec import parse_input_size
+
+    size = parse_input_size(args.input_size)
+    specs, calib = _models(args, size)
+    out = Path(args.out) if args.out else default_table_path(args.backend, args.device, args.precision, size,
+                                                             args.threads)
+    table = load_table(out) if out.is_file() else None
+    timer = get_kernel_timer(args.backend, args.device, args.precision, args.threads,
+                             config=QUICK if args.quick else kernel_timing())
+    with render.progress(True) as bar:
+        task = bar.add_task("kernels", total=None)
+
+        def on_kernel(i: int, n: int, k) -> None:  # noqa: ANN001
+            bar.update(task, total=n, completed=i, description=f"kernel {k.op}")
+
+        table = build_table(specs, size, args.backend, args.device, args.precision, args.threads, table=table,
+                            timer=timer, on_kernel=on_kernel, passes=args.passes)
+        if calib:
+            cfg = QUICK if args.quick else TimingConfig(warmup_runs=1, warmup_s=0.0, min_runs=5, min_duration_s=1.0)
+            measured = []
+            ctask = bar.add_task("calibration models", total=len(calib))
+            for s in calib:
+                measured.append(measure_latency(s, backend=args.backend, device=args.device, precision=args.precision,
+                                                input_size=size, threads=args.threads, config=cfg).latency_ms)
+                bar.advance(ctask)
+            LatencyPredictor(table).fit_calibration(calib, measured)
+    table.save(out)
+    by_op = Counter(k.split(":")[0] for k in table.kernels)
+    rows = [[op, str(n), f"{sum(e['latency_ms'] for k, e in table.kernels.items() if k.startswith(op + ':')):.2f}"]
+            for op, n in sorted(by_op.items())]
+    cal = table.calibration
+    h, w = size
+    caption = (f"{len(table.kernels)} kernels from {len(table.built_from)} models, {args.backend}/{args.device}/"
+               f"{args.precision}, input {h}x{w}, {args.threads} thread(s); per-call overhead "
+               f"{table.overhead_ms:.4f} ms removed. Calibration: "
+               + (f"latency = {cal['slope']:.3f} x sum on {len(cal['models'])} models." if cal else "none.")
+               + f"\nSaved {out} (+ .csv).")
+    render.table("Kernel latency table", [("op", "left"), ("kernels", "right"), ("sum of medians (ms)", "right")],
+                 rows, caption)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from escale.search.lut import load_table
+    from escale.search.predictor import LatencyPredictor
+    from escale.spec import load_spec
+
+    pred = LatencyPredictor(load_table(args.lut))
+    rows = []
+    for ref in args.specs:
+        spec = load_spec(ref)
+        p = pred.predict(spec)
+        rows.append({"name": spec.name, "spec_id": spec.spec_id, "predicted_latency_ms": p.latency_ms,
+                     "kernel_sum_ms": p.sum_ms, "calibrated": p.calibrated, "kernels": p.n_kernels,
+                     "kernels_in_table": p.n_found, "kernels_estimated": p.n_estimated, "unpriced": p.unpriced})
+    if args.format == "json":
+        render.emit_json(rows)
+        return 0
+    if args.format == "csv":
+        render.emit_csv(rows)
+        return 0
+    t = pred.table
+    cols = [("name", "left"), ("spec_id", "left"), ("predicted ms", "right"), ("kernel sum ms", "right"),
+            ("kernels", "right"), ("in table", "right"), ("estimated", "right")]
+    out = [[r["name"], r["spec_id"], f"{r['predicted_latency_ms']:.2f}", f"{r['kernel_sum_ms']:.2f}",
+            str(r["kernels"]), str(r["kernels_in_table"]), str(r["kernels_estimated"])] for r in rows]
+    render.table(f"Predicted latency — {t.backend}/{t.device}/{t.precision}, {t.input_size[0]}x{t.input_size[1]}, "
+                 f"{t.threads} thread(s)", cols, out, f"Table: {args.lut}. Estimated kernels are scaled from "
+                 "same-shape neighbours in the table.")
+    return 0

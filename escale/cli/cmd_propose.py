@@ -1,0 +1,105 @@
+"""``escale propose``: search a space under a latency budget and print the best proposals."""
+
+from __future__ import annotations
+
+import argparse
+
+from escale.cli import render
+
+SHOWN = [("rank", "right"), ("preset", "left"), ("width", "right"), ("depth", "right"), ("block", "left"),
+         ("BiFPN ch", "right"), ("repeats", "right"), ("levels", "left"), ("pred. ms", "right"),
+         ("meas. ms", "right"), ("mIoU", "right"), ("acc. from", "left"), ("FLOPs (G MACs)", "right"),
+         ("params (M)", "right"), ("nearest preset", "left"), ("spec file", "left")]
+
+
+def add_study_args(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by commands that run a study."""
+    p.add_argument("--space", required=True, help="search space YAML, e.g. spaces/eseg-lite.yaml")
+    p.add_argument("--budget-ms", type=float, default=None, help="latency budget in ms (a constraint)")
+    p.add_argument("--backend", default="onnxruntime", help="latency backend (default: onnxruntime)")
+    p.add_argument("--device", default="cpu", help="device (default: cpu)")
+    p.add_argument("--precision", default="fp32", help="precision (default: fp32)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for latency (default: 1)")
+    p.add_argument("--input-size", default="512x1024", metavar="HxW", help="input size (default: 512x1024)")
+    p.add_argument("--trials", type=int, default=20, help="complete trials the study should hold (default: 20)")
+    p.add_argument("--accuracy", default="proxy", help="accuracy objective: proxy (default) or short-train")
+    p.add_argument("--cost", default="latency", help="cost axis: latency (default), macs or params")
+    p.add_argument("--lut", default=None, help="latency table JSON for screening (default: "
+                   "reports/lut/<backend>-<device>-<precision>-<HxW>-t<threads>.json if it exists)")
+    p.add_argument("--no-measure", action="store_true", help="do not measure candidates (predictions only)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite reports/studies/<name>.db)")
+    p.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
+    p.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("propose", help="propose ESeg variants within a latency budget (Optuna study)",
+                       description="Run or resume an Optuna study over a search space (maximise mIoU, minimise "
+                                   "cost, latency budget as a constraint) and print the best proposals.")
+    add_study_args(p)
+    p.add_argument("--top", type=int, default=5, help="proposals to print and write (default: 5)")
+    p.add_argument("--out", default=None, help="folder for proposal spec YAMLs (default: reports/proposals/<study>)")
+    p.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
+    p.set_defaults(func=run)
+
+
+def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, imported lazily
+    from escale.search import StudyConfig, TrainSettings, load_space
+    from escale.search.propose import load_predictor
+    from escale.spec import parse_input_size
+
+    size = parse_input_size(args.input_size)
+    space = load_space(args.space)
+    predictor = load_predictor(args.lut, args.backend, args.device, args.precision, size, args.threads)
+    return StudyConfig(space=space, input_size=size, cost=args.cost, budget_ms=args.budget_ms,
+                       accuracy=args.accuracy, backend=args.backend, device=args.device, precision=args.precision,
+                       threads=args.threads, predictor=predictor, measure=not args.no_measure,
+                       train=TrainSettings(steps=args.train_steps, seed=args.seed or 0),
+                       study_name=args.study_name, storage=args.storage, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from escale.search.propose import propose
+    from escale.search.study import check_feasible, open_study
+
+    cfg = study_config(args)
+    open_study(cfg)  # bad settings, storage or budget fail before the progress bar starts
+    check_feasible(cfg)
+    with render.progress(args.format == "table") as bar:
+        task = bar.add_task(f"study {cfg.name}", total=args.trials) if bar else None
+
+        def on_trial(trial, done: int) -> None:  # noqa: ANN001
+            if bar:
+                why = trial.user_attrs.get("rejected_reason") or trial.state.name.lower()
+                bar.update(task, completed=done, description=f"trial {trial.number}: {why}"[:70])
+
+        frame = propose(cfg, args.trials, top=args.top, out_dir=args.out, on_trial=on_trial)
+    show(frame, args.format, cfg)
+    return 0
+
+
+def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
+    rows = frame.to_dict(orient="records")
+    if fmt == "json":
+        render.emit_json(rows)
+        return
+    if fmt == "csv":
+        render.emit_csv(rows)
+        return
+    out = []
+    for rank, r in enumerate(rows, start=1):
+        out.append([str(rank), r["preset"] or "-", f"{r['width']:g}", f"{r['depth']:g}", r["block"],
+                    str(r["channels"]), str(r["repeats"]), f"P{r['min_level']}-P{r['max_level']}",
+                    render.fmt(r["predicted_latency_ms"], ".1f"), render.fmt(r["latency_ms"], ".1f"),
+                    f"{r['miou']:.1f}", r["accuracy_objective"], f"{r['gmacs']:.2f}", f"{r['params_m']:.2f}",
+                    r["nearest_preset"], r["spec_file"]])
+    h, w = cfg.input_size
+    budget = f"budget {cfg.budget_ms:g} ms" if cfg.budget_ms is not None else "no budget"
+    caption = (f"Study {cfg.name}: {cfg.backend}/{cfg.device}/{cfg.precision}, {cfg.threads} thread(s), input "
+               f"{h}x{w}, {budget}, cost axis {cfg.cost}. mIoU from '{cfg.accuracy}'"
+               + (" (a Cityscapes estimate from the paper's FLOPs trend, not a measurement)" if cfg.accuracy == "proxy"
+                  else " (short training)")
+               + ". FLOPs are multiply-adds at the input size. pred./meas.: latency predicted from the kernel table"
+               " / measured.")
+    render.table(f"ESeg proposals — {budget}", SHOWN, out, caption)

@@ -1,0 +1,79 @@
+"""``escale study show NAME`` (Pareto front or all trials) and ``escale study list``."""
+
+from __future__ import annotations
+
+import argparse
+
+from escale.cli import render
+
+COLUMNS = [("trial", "right"), ("state", "left"), ("preset", "left"), ("width", "right"), ("depth", "right"),
+           ("block", "left"), ("BiFPN ch", "right"), ("repeats", "right"), ("levels", "left"),
+           ("mIoU", "right"), ("acc. from", "left"), ("pred. ms", "right"), ("meas. ms", "right"),
+           ("FLOPs (G MACs)", "right"), ("params (M)", "right"), ("note", "left")]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="show saved Optuna studies")
+    ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
+    ssub.required = True
+    show = ssub.add_parser("show", help="print a study's feasible Pareto front (or every trial with --all)")
+    show.add_argument("name", help="study name")
+    show.add_argument("--storage", default=None, help="Optuna storage URL (default: reports/studies/<name>.db)")
+    show.add_argument("--all", action="store_true", help="every trial, rejected and failed ones included")
+    show.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
+    show.set_defaults(func=_show)
+    lst = ssub.add_parser("list", help="list studies in a storage (default: reports/studies/*.db)")
+    lst.add_argument("--storage", default=None, help="Optuna storage URL")
+    lst.set_defaults(func=_list)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from escale.search import load_study, pareto_frame, trials_frame
+
+    study = load_study(args.name, storage=args.storage)
+    frame = trials_frame(study) if args.all else pareto_frame(study)
+    rows = frame.to_dict(orient="records")
+    if args.format == "json":
+        render.emit_json(rows)
+        return 0
+    if args.format == "csv":
+        render.emit_csv(rows)
+        return 0
+    out = [_row(r) for r in rows]
+    ua = study.user_attrs
+    size = "x".join(map(str, ua.get("input_size", [])))
+    caption = (f"{ua.get('space')} on {ua.get('backend')}/{ua.get('device')}, input {size}, budget "
+               f"{ua.get('budget_ms')} ms, cost axis {ua.get('cost_axis')}; {len(study.trials)} trials. mIoU "
+               f"'proxy' = estimate from the paper's FLOPs trend, 'short-train' = measured after short training.")
+    title = f"Study {args.name} — " + ("all trials" if args.all else "feasible Pareto front")
+    render.table(title, COLUMNS, out, caption)
+    return 0
+
+
+def _row(r: dict) -> list[str]:
+    def f(key: str, spec: str) -> str:
+        v = r.get(key)
+        return "-" if v is None or v != v else format(v, spec)  # v != v: NaN
+
+    levels = f"P{r['min_level']}-P{r['max_level']}" if r.get("min_level") == r.get("min_level") else "-"
+    note = r.get("rejected_reason") or r.get("error") or ("pareto" if r.get("pareto") else "")
+    return [str(r["trial"]), r["state"].lower(), r.get("preset") or "-", f("width", "g"), f("depth", "g"),
+            str(r.get("block") or "-"), f("channels", ".0f"), f("repeats", ".0f"), levels, f("miou", ".1f"),
+            str(r.get("accuracy_objective") or "-"), f("predicted_latency_ms", ".1f"), f("latency_ms", ".1f"),
+            f("gmacs", ".2f"), f("params_m", ".2f"), str(note or "")]
+
+
+def _list(args: argparse.Namespace) -> int:
+    import optuna
+
+    from escale.search.study import DEFAULT_DIR, open_storage, shown_url
+
+    urls = [args.storage] if args.storage else [f"sqlite:///{p}" for p in sorted(DEFAULT_DIR.glob("*.db"))]
+    rows = []
+    for url in urls:
+        for s in optuna.get_all_study_summaries(storage=open_storage(url, None)):
+            rows.append([s.study_name, str(s.n_trials), str(s.user_attrs.get("space", "-")),
+                         str(s.user_attrs.get("budget_ms", "-")), shown_url(url)])
+    render.table("Studies", [("name", "left"), ("trials", "right"), ("space", "left"), ("budget ms", "right"),
+                             ("storage", "left")], rows)
+    return 0

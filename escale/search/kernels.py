@@ -1,0 +1,251 @@
+"""Kernel enumeration: the inference kernels of a model with their shapes, from one meta-device pass.
+
+As nn-Meter does, a model is cut into *kernels*: the units a backend runs as one operation after
+its usual fusions. One forward pass on the meta device (no memory, no arithmetic) is traced at
+the torch dispatch level with the data flow between ops; ops are then grouped:
+
+- ``conv``: convolution [+ batch-norm] [+ activation] (BN folds into the conv; ReLU/SiLU fuse);
+- ``act``: an activation that does not follow a conv (BiFPN nodes apply it before their conv);
+- ``pool``: max / average pooling; ``resize``: nearest / bilinear upsampling;
+- ``wsum``: a weighted sum ``sum_i w_i * x_i`` with constant weights (BiFPN fusion, level fusion);
+- ``add``: a residual add; ``mul``: a broadcast product (squeeze-excite gate); ``mean``: a
+  global average (squeeze-excite squeeze); ``scale``: a product by a constant outside a sum.
+
+Ops that only read parameters (BiFPN weight normalisation, the folded softmax) are constant-folded
+by inference backends and are dropped; views and copies cost nothing here. Anything else is kept as
+``unknown:<op>`` so a predictor can say what it cannot price instead of pricing it at zero.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from escale.spec import ESegSpec
+
+ACTS = {"relu": "relu", "relu_": "relu", "silu": "silu", "silu_": "silu", "sigmoid": "sigmoid",
+        "sigmoid_": "sigmoid", "hardswish": "hardswish", "hardswish_": "hardswish"}
+BATCH_NORM = {"_native_batch_norm_legit_no_training", "native_batch_norm", "batch_norm"}
+POOLS = {"max_pool2d": "max", "max_pool2d_with_indices": "max", "avg_pool2d": "avg"}
+RESIZES = {"upsample_nearest2d": "nearest", "upsample_bilinear2d": "bilinear"}
+FREE = {"view", "_unsafe_view", "reshape", "detach", "clone", "alias", "_to_copy", "contiguous", "expand",
+        "squeeze", "unsqueeze", "permute", "t", "lift_fresh", "as_strided", "slice", "select", "flatten"}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One backend kernel: an op kind and its shape attributes (all ints/strs), hashable and sortable."""
+
+    op: str
+    attrs: tuple[tuple[str, Any], ...]
+
+    @property
+    def key(self) -> str:
+        """Canonical text key, e.g. ``conv:act=relu,bias=1,cin=32,...``; the LUT is keyed by it."""
+        return self.op + ":" + ",".join(f"{k}={v}" for k, v in self.attrs)
+
+    @classmethod
+    def make(cls, op: str, **attrs: Any) -> Kernel:
+        return cls(op, tuple(sorted(attrs.items())))
+
+    @classmethod
+    def from_key(cls, key: str) -> Kernel:
+        op, _, rest = key.partition(":")
+        attrs = {}
+        for item in filter(None, rest.split(",")):
+            k, _, v = item.partition("=")
+            attrs[k] = int(v) if v.lstrip("-").isdigit() else v
+        return cls.make(op, **attrs)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.attrs).get(name, default)
+
+
+@dataclass
+class _Event:
+    name: str
+    args: tuple
+    inputs: list[int]           # producer event index of each live input tensor
+    consts: int                 # number of non-live tensor inputs (parameters, folded constants)
+    in_shapes: list[tuple[int, ...]]
+    out_shape: tuple[int, ...]
+    module: int                 # id of the innermost module call
+
+
+@dataclass
+class _Unit:
+    op: str
+    attrs: dict[str, Any]
+    members: list[int] = field(default_factory=list)
+
+
+class _Trace(TorchDispatchMode):
+    """Record every op whose inputs derive from the model input, with producers and module call."""
+
+    def __init__(self, call_of: Any) -> None:
+        super().__init__()
+        self.events: list[_Event] = []
+        self.producer: dict[int, int] = {}  # id(tensor) -> event index (-1: the model input)
+        self.keep: list[torch.Tensor] = []  # keep tensors alive so ids are never reused
+        self.call_of = call_of
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        flat_in = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+        live = [t for t in flat_in if id(t) in self.producer]
+        if not live:
+            return out  # parameter-only work: constant-folded by inference backends
+        name = func._overloadpacket.__name__
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if name in FREE:
+            for t in outs:  # a view: same producer as its input
+                self._mark(t, self.producer[id(live[0])])
+            return out
+        idx = len(self.events)
+        self.events.append(_Event(
+            name=name, args=tuple(args), inputs=[self.producer[id(t)] for t in live],
+            consts=len(flat_in) - len(live), in_shapes=[tuple(t.shape) for t in flat_in],
+            out_shape=tuple(outs[0].shape) if outs else (), module=self.call_of()))
+        self._mark(outs[0], idx)  # max_pool2d_with_indices: the indices are not used downstream
+        return out
+
+    def _mark(self, t: torch.Tensor, idx: int) -> None:
+        self.producer[id(t)] = idx
+        self.keep.append(t)
+
+
+def trace_events(model: torch.nn.Module, x: torch.Tensor) -> list[_Event]:
+    """Run ``model(x)`` once (meta is fine) and return the live op events in execution order."""
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    calls = [0]
+    stack = [0]
+
+    def push(mod: torch.nn.Module, args: object) -> None:
+        calls[0] += 1
+        stack.append(calls[0])
+
+    def pop(mod: torch.nn.Module, args: object, out: object) -> None:
+        stack.pop()
+
+    handles = [register_module_forward_pre_hook(push), register_module_forward_hook(pop)]
+    mode = _Trace(lambda: stack[-1])
+    mode._mark(x, -1)
+    try:
+        with torch.no_grad(), mode:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return mode.events
+
+
+def group_kernels(events: list[_Event]) -> list[Kernel]:
+    """Group traced ops into backend kernels (see the module docstring), in execution order."""
+    consumers = Counter(i for e in events for i in e.inputs)
+    unit_of: dict[int, _Unit] = {}
+    units: list[_Unit] = []
+
+    def new(op: str, idx: int, **attrs: Any) -> None:
+        unit = _Unit(op, attrs, [idx])
+        units.append(unit)
+        unit_of[idx] = unit
+
+    def join(idx: int, unit: _Unit) -> None:
+        unit.members.append(idx)
+        unit_of[idx] = unit
+
+    for i, e in enumerate(events):
+        prev = unit_of.get(e.inputs[0]) if e.inputs and e.inputs[0] >= 0 else None
+        single = bool(e.inputs) and consumers[e.inputs[0]] == 1
+        if e.name == "convolution":
+            new("conv", i, **_conv_attrs(e))
+        elif e.name in BATCH_NORM and prev and prev.op == "conv" and single and "act" not in prev.attrs:
+            prev.attrs["bias"] = 1
+            join(i, prev)
+        elif e.name in ACTS and prev and prev.op == "conv" and single and "act" not in prev.attrs:
+            prev.attrs["act"] = ACTS[e.name]
+            join(i, prev)
+        elif e.name in ACTS:
+            new("act", i, act=ACTS[e.name], **_chw(e.out_shape))
+        elif e.name in POOLS:
+            new("pool", i, **_pool_attrs(e))
+        elif e.name in RESIZES:
+            new("resize", i, mode=RESIZES[e.name], **_chw(e.in_shapes[0]), ho=e.out_shape[2], wo=e.out_shape[3])
+        elif e.name in ("mul", "mul_") and len(e.inputs) == 1:
+            new("scale", i, **_chw(e.out_shape))
+        elif e.name in ("add", "add_") and len(e.inputs) == 2:
+            _add(i, e, unit_of, consumers, new, join)
+        elif e.name in ("mul", "mul_"):
+            new("mul", i, **_chw(e.out_shape), hb=min(s[2] for s in e.in_shapes), wb=min(s[3] for s in e.in_shapes))
+        elif e.name == "mean":
+            new("mean", i, **_chw(e.in_shapes[0]))
+        else:
+            new("unknown:" + e.name, i, shape="x".join(map(str, e.out_shape)))
+    for u in units:
+        u.attrs.setdefault("act", "none") if u.op == "conv" else None
+        u.attrs.setdefault("bias", 0) if u.op == "conv" else None
+    return [Kernel.make(u.op, **u.attrs) for u in units]
+
+
+def _add(i: int, e: _Event, unit_of: dict[int, _Unit], consumers: Counter, new: Any, join: Any) -> None:
+    """``a + b``: merge weighted terms (``scale``/``wsum`` with one consumer) into one ``wsum``."""
+    parts = [unit_of.get(p) for p in e.inputs]
+    weighted = [u for u, p in zip(parts, e.inputs, strict=True)
+                if u is not None and u.op in ("scale", "wsum") and consumers[p] == 1]
+    if len(weighted) == 2 and weighted[0] is not weighted[1]:
+        keep, drop = weighted
+        keep.op = "wsum"
+        keep.attrs["n"] = keep.attrs.get("n", 1) + drop.attrs.get("n", 1)
+        for m in drop.members:
+            join(m, keep)
+        drop.op = "merged"
+        join(i, keep)
+    elif len(weighted) == 1:  # w*x + y with an unweighted y: a weighted sum with one unit weight
+        keep = weighted[0]
+        keep.op = "wsum"
+        keep.attrs["n"] = keep.attrs.get("n", 1) + 1
+        join(i, keep)
+    else:
+        new("add", i, **_chw(e.out_shape))
+
+
+def _chw(shape: tuple[int, ...]) -> dict[str, int]:
+    return {"c": shape[1], "h": shape[2], "w": shape[3]} if len(shape) == 4 else {"n": int(torch.Size(shape).numel())}
+
+
+def _conv_attrs(e: _Event) -> dict[str, Any]:
+    _, w, bias, stride, pad, dil, transposed, _, groups = e.args[:9]
+    n, cin, h, wd = e.in_shapes[0]
+    return {"cin": cin, "cout": w.shape[0], "k": w.shape[2], "s": stride[0], "p": pad[0], "d": dil[0],
+            "g": groups, "h": h, "w": wd, **({"bias": 1} if bias is not None else {})}
+
+
+def _pool_attrs(e: _Event) -> dict[str, Any]:
+    args = list(e.args) + [None] * 8
+    kind = POOLS[e.name]
+    k, s, p = args[1], args[2] or args[1], args[3] or [0]
+    attrs = {"kind": kind, "k": k[0], "s": s[0], "p": p[0], **_chw(e.in_shapes[0])}
+    if kind == "avg":
+        attrs["cip"] = int(args[5] if args[5] is not None else True)  # count_include_pad
+    return attrs
+
+
+def model_kernels(spec: ESegSpec, input_size: tuple[int, int], batch: int = 1) -> list[Kernel]:
+    """The kernels of ``spec`` folded for inference at ``input_size`` (H, W), batch 1, in run order."""
+    from escale.models import build_model
+
+    input_size = spec.check_input_size(tuple(input_size))
+    model = build_model(spec, device="meta").fold_for_inference()
+    x = torch.empty(batch, 3, *input_size, device="meta")
+    return [k for k in group_kernels(trace_events(model, x)) if k.op != "merged"]
+
+
+def kernel_counts(kernels: list[Kernel]) -> Counter:
+    """How many times each distinct kernel runs."""
+    return Counter(kernels)

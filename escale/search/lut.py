@@ -1,0 +1,313 @@
+"""Latency lookup tables: every distinct kernel of a set of models, measured once (nn-Meter, Once-for-All).
+
+A table holds, for one backend / device / precision / input size / thread count, the median latency
+(ms) of each kernel (see :mod:`escale.search.kernels`), each measured alone as a one-kernel ONNX model
+(exported and run exactly as the onnxruntime latency backend runs whole models, outputs bound to
+preallocated buffers) by the shared methodology (:func:`escale.profiler.latency.time_callable`), minus
+the fixed per-call overhead (a one-element add, measured the same way). With one thread the clock is
+the thread's CPU time (see :func:`thread_cpu_timer`): on shared cores a kernel is then not charged for
+time other jobs hold the CPU. Saved as JSON (the table) plus a CSV of the kernels for reading;
+:mod:`escale.search.predictor` prices models from it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from escale.errors import BackendUnavailableError, EscaleError, SpecError
+from escale.search.kernels import Kernel, model_kernels
+from escale.spec import ESegSpec
+
+FORMAT = "escale-latency-table/1"
+BACKENDS = ("onnxruntime",)
+ACT_MODULES = {"relu": nn.ReLU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid, "hardswish": nn.Hardswish}
+
+
+class TableError(EscaleError, ValueError):
+    """A latency table file is missing, malformed, or made for other settings."""
+
+
+@dataclass
+class LatencyTable:
+    """Measured kernel latencies (ms, overhead removed) for one backend/device/precision/input size/threads."""
+
+    backend: str
+    device: str
+    precision: str
+    input_size: tuple[int, int]
+    threads: int
+    overhead_ms: float = 0.0
+    kernels: dict[str, dict[str, Any]] = field(default_factory=dict)   # key -> {latency_ms, raw_ms, iqr_ms, runs}
+    calibration: dict[str, Any] | None = None
+    built_from: list[dict[str, Any]] = field(default_factory=list)      # {name, spec_id} of the source models
+    timing: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.backend, "device": self.device, "precision": self.precision,
+                "input_size": list(self.input_size), "threads": self.threads}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("source")
+        d["format"] = FORMAT
+        d["input_size"] = list(self.input_size)
+        d["units"] = {"latency_ms": "median ms per call minus overhead_ms", "raw_ms": "median ms per call"}
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> LatencyTable:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise TableError(f"{source or 'table'}: not a latency table (expected format {FORMAT!r})")
+        kwargs = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "source"}
+        kwargs["input_size"] = tuple(kwargs["input_size"])
+        return cls(**kwargs, source=source)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (JSON) and a CSV of the kernels next to it; returns the JSON path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
+        rows = ["key,op,latency_ms,raw_ms,iqr_ms,runs"]
+        for key, e in sorted(self.kernels.items()):
+            rows.append(f"\"{key}\",{key.split(':')[0]},{e['latency_ms']:.6f},{e['raw_ms']:.6f},"
+                        f"{e.get('iqr_ms', 0):.6f},{e.get('runs', 0)}")
+        path.with_suffix(".csv").write_text("\n".join(rows) + "\n")
+        self.source = str(path)
+        return path
+
+
+def load_table(path: str | Path) -> LatencyTable:
+    """Read a table written by :meth:`LatencyTable.save`."""
+    path = Path(path)
+    if not path.is_file():
+        raise TableError(f"--lut: {str(path)!r} does not exist (build one with `escale lut build`)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TableError(f"--lut: {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return LatencyTable.from_dict(data, source=str(path))
+
+
+def default_table_path(backend: str, device: str, precision: str, input_size: tuple[int, int], threads: int) -> Path:
+    h, w = input_size
+    return Path("reports/lut") / f"{backend}-{device}-{precision}-{h}x{w}-t{threads}.json"
+
+
+# --- one-kernel modules ----------------------------------------------------------------------------
+class _Fn(nn.Module):
+    def __init__(self, fn: Callable[..., torch.Tensor], **consts: torch.Tensor) -> None:
+        super().__init__()
+        self.fn = fn
+        for name, value in consts.items():
+            self.register_buffer(name, value)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.fn(self, *xs)
+
+
+def kernel_module(k: Kernel) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """A module computing exactly kernel ``k`` (folded BN = conv bias) and example inputs of its shapes."""
+    g = torch.Generator().manual_seed(0)
+
+    def x(c: int, h: int, w: int) -> torch.Tensor:
+        return torch.randn(1, c, h, w, generator=g)
+
+    a = dict(k.attrs)
+    if k.op == "conv":
+        conv = nn.Conv2d(a["cin"], a["cout"], a["k"], stride=a["s"], padding=a["p"], dilation=a["d"],
+                         groups=a["g"], bias=bool(a["bias"]))
+        act = [ACT_MODULES[a["act"]]()] if a["act"] != "none" else []
+        return nn.Sequential(conv, *act), (x(a["cin"], a["h"], a["w"]),)
+    chw = (a.get("c"), a.get("h"), a.get("w"))
+    if k.op == "act":
+        return ACT_MODULES[a["act"]](), (x(*chw),)
+    if k.op == "pool":
+        pool = (nn.MaxPool2d(a["k"], a["s"], a["p"]) if a["kind"] == "max"
+                else nn.AvgPool2d(a["k"], a["s"], a["p"], count_include_pad=bool(a.get("cip", 1))))
+        return pool, (x(*chw),)
+    if k.op == "resize":
+        size, mode = (a["ho"], a["wo"]), a["mode"]
+        align = False if mode == "bilinear" else None
+        return _Fn(lambda m, t: F.interpolate(t, size=size, mode=mode, align_corners=align)), (x(*chw),)
+    if k.op == "wsum":
+        n = a["n"]
+        return (_Fn(lambda m, *ts: sum(t * m.w[i] for i, t in enumerate(ts)), w=torch.rand(n, generator=g) + 0.1),
+                tuple(x(*chw) for _ in range(n)))
+    if k.op == "add":
+        return _Fn(lambda m, s, t: s + t), (x(*chw), x(*chw))
+    if k.op == "mul":
+        return _Fn(lambda m, s, t: s * t), (x(*chw), x(a["c"], a["hb"], a["wb"]))
+    if k.op == "scale":
+        return _Fn(lambda m, t: t * m.w, w=torch.tensor(0.5)), (x(*chw),)
+    if k.op == "mean":
+        return _Fn(lambda m, t: t.mean((2, 3), keepdim=True)), (x(*chw),)
+    raise TableError(f"kernel {k.key!r}: no module for op {k.op!r} (cannot be measured)")
+
+
+OVERHEAD_KERNEL = Kernel.make("add", c=1, h=1, w=1)
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+def kernel_timing() -> Any:
+    """Timing for one kernel: short but many runs for fast kernels (the shared methodology's knobs)."""
+    from escale.profiler.latency import TimingConfig
+
+    return TimingConfig(warmup_runs=2, warmup_s=0.02, min_runs=7, min_duration_s=0.15, max_duration_s=2.0)
+
+
+def thread_cpu_timer(fn: Callable[[], Any]) -> float:
+    """Run ``fn`` once; CPU time of this thread in ms. With one intra-op thread ONNX Runtime computes in the
+    calling thread, so this equals wall time on an idle machine and ignores time spent descheduled on a
+    shared one (other jobs on the same cores)."""
+    t0 = time.thread_time_ns()
+    fn()
+    return (time.thread_time_ns() - t0) / 1e6
+
+
+class OrtKernelTimer:
+    """Times one-kernel modules with ONNX Runtime as full models are timed (same export, session options).
+
+    Outputs are bound to preallocated buffers (I/O binding), so a kernel's time holds no output allocation;
+    ``clock`` is ``thread_cpu`` (default with one thread, see :func:`thread_cpu_timer`) or ``wall``.
+    """
+
+    def __init__(self, device: str = "cpu", threads: int = 1, config: Any = None, clock: str | None = None) -> None:
+        try:
+            from escale.profiler.latency import time_callable
+            from escale.profiler.latency.onnxrt import OrtRunner, export_onnx
+        except ImportError as exc:
+            raise BackendUnavailableError(f"lut: escale.profiler.latency is not available ({exc})") from None
+        self._export, self._runner, self._time = export_onnx, OrtRunner, time_callable
+        self.device, self.threads = device, threads
+        self.clock = clock or ("thread_cpu" if threads == 1 else "wall")
+        if self.clock not in CLOCKS or (self.clock == "thread_cpu" and threads != 1):
+            raise SpecError(f"lut: clock {self.clock!r} with {threads} threads is not allowed "
+                            "(allowed: wall, or thread_cpu with threads=1)")
+        self.config = config or kernel_timing()
+        self._tmp = tempfile.TemporaryDirectory(prefix="escale-lut-")
+
+    def __call__(self, k: Kernel) -> dict[str, Any]:
+        module, inputs = kernel_module(k)
+        path = self._export(module.eval(), inputs, Path(self._tmp.name) / "kernel.onnx")
+        runner = self._runner(path, threads=self.threads, device=self.device)
+        stats = self._time(bound_call(runner.session, inputs), self.config, timer=CLOCKS[self.clock])
+        return {"raw_ms": stats.median_ms, "iqr_ms": stats.iqr_ms, "runs": stats.runs}
+
+    def env(self) -> dict[str, Any]:
+        import onnxruntime
+
+        return {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "clock": self.clock,
+                "cpu": _cpu_name(), "python": platform.python_version()}
+
+
+def bound_call(session: Any, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
+    """A zero-argument ``run_with_iobinding`` on fixed numpy inputs and preallocated outputs (CPU)."""
+    import numpy as np
+
+    binding = session.io_binding()
+    keep = []
+    for meta, x in zip(session.get_inputs(), inputs, strict=True):
+        arr = np.ascontiguousarray(x.numpy())
+        keep.append(arr)
+        binding.bind_cpu_input(meta.name, arr)
+    for meta in session.get_outputs():
+        out = np.empty([int(d) for d in meta.shape], dtype=np.float32)
+        keep.append(out)
+        binding.bind_output(meta.name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+
+    def run() -> None:
+        session.run_with_iobinding(binding)
+        assert keep  # the buffers live as long as the call
+
+    return run
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+CLOCKS = {"thread_cpu": thread_cpu_timer, "wall": None}
+
+
+def get_kernel_timer(backend: str, device: str, precision: str, threads: int, config: Any = None,
+                     clock: str | None = None) -> OrtKernelTimer:
+    if backend not in BACKENDS:
+        raise BackendUnavailableError(f"lut: backend {backend!r} has no kernel timer (allowed: {', '.join(BACKENDS)})")
+    if device != "cpu" or precision != "fp32":
+        raise BackendUnavailableError(f"lut: {backend} tables are built for device=cpu precision=fp32 here "
+                                      f"(got device={device}, precision={precision})")
+    return OrtKernelTimer(device=device, threads=threads, config=config, clock=clock)
+
+
+def distinct_kernels(specs: Iterable[ESegSpec], input_size: tuple[int, int]) -> list[Kernel]:
+    """The distinct kernels of all ``specs`` at ``input_size``, in first-seen order."""
+    seen: dict[Kernel, None] = {}
+    for spec in specs:
+        for k in model_kernels(spec, input_size):
+            seen.setdefault(k)
+    return list(seen)
+
+
+def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str = "onnxruntime",
+                device: str = "cpu", precision: str = "fp32", threads: int = 1, table: LatencyTable | None = None,
+                timer: Callable[[Kernel], dict[str, Any]] | None = None,
+                on_kernel: Callable[[int, int, Kernel], None] | None = None, passes: int = 1) -> LatencyTable:
+    """Measure every kernel of ``specs`` not yet in ``table`` (a new table when None); returns the table.
+
+    With ``passes`` > 1 every kernel is measured once per pass and keeps its lowest median: on shared
+    cores that is the least disturbed one. ``on_kernel(i, n, kernel)`` reports progress; ``timer``
+    replaces the backend timer (tests).
+    """
+    if not isinstance(passes, int) or passes < 1:
+        raise SpecError(f"lut build: passes={passes!r} is not allowed (a whole number >= 1)")
+    if not specs:
+        raise SpecError("lut build: no models to take kernels from")
+    input_size = tuple(input_size)
+    if table is None:
+        table = LatencyTable(backend=backend, device=device, precision=precision, input_size=input_size,
+                             threads=threads)
+    elif table.settings() != {"backend": backend, "device": device, "precision": precision,
+                              "input_size": list(input_size), "threads": threads}:
+        raise TableError(f"lut build: the existing table was made for {table.settings()}, not "
+                         f"{backend}/{device}/{precision}/{input_size}/threads={threads}")
+    real = timer or get_kernel_timer(backend, device, precision, threads)
+    if not table.kernels:
+        table.overhead_ms = real(OVERHEAD_KERNEL)["raw_ms"]
+        table.env = real.env() if hasattr(real, "env") else {}
+        table.timing = real.config.to_dict() if hasattr(real, "config") else {}
+        table.timing["clock"] = getattr(real, "clock", "wall")
+    todo = [k for k in distinct_kernels(specs, input_size) if k.key not in table.kernels and not k.op.startswith("unknown:")]
+    for p in range(passes):  # pass after pass, so each kernel is sampled at different times
+        for i, k in enumerate(todo):
+            if on_kernel:
+                on_kernel(p * len(todo) + i, passes * len(todo), k)
+            res = real(k)
+            old = table.kernels.get(k.key)
+            if old is None or res["raw_ms"] < old["raw_ms"]:
+                table.kernels[k.key] = {"latency_ms": max(res["raw_ms"] - table.overhead_ms, 0.0), **res}
+            table.kernels[k.key]["passes"] = p + 1
+    known = {m["spec_id"] for m in table.built_from}
+    table.built_from += [{"name": s.name, "spec_id": s.spec_id} for s in specs if s.spec_id not in known]
+    table.env["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if todo:
+        table.calibration = None  # kernels changed: an old calibration no longer applies
+    return table

@@ -1,0 +1,197 @@
+"""Latency prediction from a kernel table: sum of kernel latencies, then a calibration fit.
+
+``predict(spec)`` enumerates the spec's kernels (one meta-device pass, no weights) and adds their
+table latencies. A kernel missing from the table is *estimated* from the table's kernels of the same
+kind and shape signature (same op, kernel size, stride, grouping, activation, spatial size; only
+channel counts differ): the nearest one in work (MACs for convs, elements otherwise), scaled by the
+work ratio; failing that, a least-squares line over all kernels of that op. Kernels no rule covers
+are listed as ``unpriced``, never silently priced at zero.
+
+The sum of isolated kernels misses what a backend gains or loses across kernel boundaries (ONNX
+Runtime's NCHWc layout reorders around each isolated conv, fused residual adds, cache reuse). A
+calibration fitted on a few measured full models corrects the systematic part: one slope per kernel
+class (dense kxk convs, 1x1 convs, depthwise convs, resizes, the rest; least squares pulled towards 1),
+or a single ``latency = slope * sum``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from escale.search.kernels import Kernel, model_kernels
+from escale.search.lut import LatencyTable, TableError
+from escale.spec import ESegSpec
+
+CHANNEL_ATTRS = ("cin", "cout", "c", "g")
+
+
+@dataclass
+class Prediction:
+    """A predicted latency (ms) and how it was composed."""
+
+    latency_ms: float
+    sum_ms: float
+    n_kernels: int
+    n_found: int
+    n_estimated: int
+    unpriced: list[str] = field(default_factory=list)
+    by_op_ms: dict[str, float] = field(default_factory=dict)
+    by_class_ms: dict[str, float] = field(default_factory=dict)
+    calibrated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def work(k: Kernel) -> float:
+    """Work of a kernel: multiply-adds for a conv, elements touched otherwise."""
+    a = dict(k.attrs)
+    if k.op == "conv":
+        ho = (a["h"] + 2 * a["p"] - a["d"] * (a["k"] - 1) - 1) // a["s"] + 1
+        wo = (a["w"] + 2 * a["p"] - a["d"] * (a["k"] - 1) - 1) // a["s"] + 1
+        return float(a["cout"] * (a["cin"] // a["g"]) * a["k"] ** 2 * ho * wo + a["cin"] * a["h"] * a["w"])
+    if k.op == "resize":
+        return float(a["c"] * (a["ho"] * a["wo"] * (4 if a["mode"] == "bilinear" else 1) + a["h"] * a["w"]))
+    if k.op == "wsum":
+        return float(a["n"] * a["c"] * a["h"] * a["w"])
+    if k.op == "pool":
+        return float(a["c"] * a["h"] * a["w"] * a["k"] ** 2 / a["s"] ** 2)
+    return float(a.get("c", 1) * a.get("h", 1) * a.get("w", 1) or a.get("n", 1))
+
+
+def kernel_class(k: Kernel) -> str:
+    """Calibration class: ``conv_kxk`` (dense, k > 1), ``conv_1x1``, ``conv_dw`` (grouped), ``resize``, ``other``."""
+    if k.op == "conv":
+        a = dict(k.attrs)
+        return "conv_dw" if a["g"] > 1 else ("conv_1x1" if a["k"] == 1 else "conv_kxk")
+    return "resize" if k.op == "resize" else "other"
+
+
+CLASSES = ("conv_kxk", "conv_1x1", "conv_dw", "resize", "other")
+PRIOR_WEIGHT = 0.01  # ridge pull of each class slope towards 1 (the plain sum), relative to the data
+
+
+def signature(k: Kernel) -> tuple:
+    """Everything but channel counts (depthwise-ness kept): kernels that scale like each other."""
+    a = dict(k.attrs)
+    depthwise = k.op == "conv" and a["g"] > 1 and a["g"] == a["cin"]
+    return (k.op, depthwise, tuple((n, v) for n, v in k.attrs if n not in CHANNEL_ATTRS))
+
+
+class LatencyPredictor:
+    """Prices specs from a :class:`LatencyTable` (see the module docstring)."""
+
+    def __init__(self, table: LatencyTable) -> None:
+        self.table = table
+        self.source = table.source
+        self._by_sig: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+        self._by_op: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for key, entry in table.kernels.items():
+            k = Kernel.from_key(key)
+            self._by_sig[signature(k)].append((work(k), entry["latency_ms"]))
+            self._by_op[k.op].append((work(k), entry["latency_ms"]))
+        self._lines = {op: _fit_line(pts) for op, pts in self._by_op.items()}
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.table.input_size)
+
+    def kernel_ms(self, k: Kernel) -> tuple[float | None, str]:
+        """(latency ms, how): ``table``, ``neighbour``, ``line`` or (None, ``unpriced``)."""
+        entry = self.table.kernels.get(k.key)
+        if entry is not None:
+            return entry["latency_ms"], "table"
+        wk = work(k)
+        near = self._by_sig.get(signature(k))
+        if near:
+            w0, ms0 = min(near, key=lambda p: abs(math.log(max(p[0], 1.0) / max(wk, 1.0))))
+            return ms0 * wk / max(w0, 1.0), "neighbour"
+        line = self._lines.get(k.op)
+        if line is not None:
+            return max(line[0] * wk + line[1], 0.0), "line"
+        return None, "unpriced"
+
+    def predict(self, spec: ESegSpec, input_size: tuple[int, int] | None = None) -> Prediction:
+        """Predicted latency (ms) of ``spec`` at the table's input size (another size is an error)."""
+        size = tuple(input_size or self.table.input_size)
+        if size != tuple(self.table.input_size):
+            raise TableError(f"predict: the table {self.source or ''} is for input {self.table.input_size}, "
+                             f"not {size} (build one with `escale lut build --input-size ...`)")
+        kernels = model_kernels(spec, size)
+        total, found, est, unpriced = 0.0, 0, 0, []
+        by_op: dict[str, float] = defaultdict(float)
+        by_class: dict[str, float] = dict.fromkeys(CLASSES, 0.0)
+        for k in kernels:
+            ms, how = self.kernel_ms(k)
+            if ms is None:
+                unpriced.append(k.key)
+                continue
+            found += how == "table"
+            est += how != "table"
+            total += ms
+            by_op[k.op] += ms
+            by_class[kernel_class(k)] += ms
+        lat, cal = self.calibrate_sum(total, by_class)
+        return Prediction(latency_ms=lat, sum_ms=total, n_kernels=len(kernels), n_found=found, n_estimated=est,
+                          unpriced=unpriced, by_op_ms=dict(by_op), by_class_ms=by_class, calibrated=cal)
+
+    def calibrate_sum(self, sum_ms: float, by_class: dict[str, float] | None = None) -> tuple[float, bool]:
+        c = self.table.calibration
+        if not c:
+            return sum_ms, False
+        if c["mode"] == "classes" and by_class is not None:
+            return sum(c["slopes"][k] * by_class.get(k, 0.0) for k in CLASSES), True
+        return c["slope"] * sum_ms + c.get("intercept_ms", 0.0), True
+
+    def fit_calibration(self, specs: list[ESegSpec], measured_ms: list[float], mode: str = "ratio",
+                        ) -> dict[str, Any]:
+        """Fit the calibration on measured full models; stores it in the table and returns it.
+
+        ``ratio`` (default): ``latency = slope * sum``. ``classes``: one slope per kernel class
+        (:data:`CLASSES`), least squares with a ridge pull of every slope towards 1, so classes the
+        models barely exercise keep their table value; slopes are kept within [0.25, 4].
+        """
+        if len(specs) != len(measured_ms) or not specs:
+            raise TableError("calibrate: give one measured latency per spec (at least one)")
+        if mode not in ("ratio", "classes"):
+            raise TableError(f"calibrate: mode {mode!r} is unknown (allowed: ratio, classes)")
+        self.table.calibration = None
+        preds = [self.predict(s) for s in specs]
+        sums = [p.sum_ms for p in preds]
+        cal: dict[str, Any] = {"mode": mode}
+        cal["slope"] = sum(m * s for m, s in zip(measured_ms, sums, strict=True)) / sum(s * s for s in sums)
+        if mode == "classes":
+            cal["slopes"] = _ridge_slopes([[p.by_class_ms[k] for k in CLASSES] for p in preds], measured_ms)
+        cal["models"] = [{"name": s.name, "spec_id": s.spec_id, "sum_ms": round(t, 4), "measured_ms": round(m, 4)}
+                         for s, t, m in zip(specs, sums, measured_ms, strict=True)]
+        self.table.calibration = cal
+        return cal
+
+
+def _ridge_slopes(x: list[list[float]], y: list[float]) -> dict[str, float]:
+    """Per-class slopes: least squares of ``y`` on ``x`` with a ridge pull towards 1, clipped to [0.25, 4]."""
+    import numpy as np
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    scale = np.sqrt(PRIOR_WEIGHT * len(b)) * np.maximum(a.mean(axis=0), 1e-9)
+    a_aug = np.vstack([a, np.diag(scale)])
+    b_aug = np.concatenate([b, scale])  # prior rows: scale_c * slope_c = scale_c * 1
+    slopes = np.clip(np.linalg.lstsq(a_aug, b_aug, rcond=None)[0], 0.25, 4.0)
+    return {k: float(v) for k, v in zip(CLASSES, slopes, strict=True)}
+
+
+def _fit_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares (slope, intercept) of y on x; through the origin for a single point."""
+    if not points:
+        return None
+    n = len(points)
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    sxx = sum((p[0] - mx) ** 2 for p in points)
+    if n == 1 or sxx == 0:
+        return (my / mx if mx else 0.0), 0.0
+    slope = sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
+    return slope, my - slope * mx

@@ -1,0 +1,72 @@
+"""Proposals: run (or resume) a study, then take the best feasible candidates and write their specs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from escale.errors import EscaleError
+from escale.search.lut import default_table_path, load_table
+from escale.search.predictor import LatencyPredictor
+from escale.search.results import fastest_seen, pareto_frame
+from escale.search.study import StudyConfig, run_study
+from escale.spec import ESegSpec
+
+DEFAULT_OUT = Path("reports/proposals")
+
+
+def load_predictor(path: str | Path | None, backend: str, device: str, precision: str,
+                   input_size: tuple[int, int], threads: int | None) -> LatencyPredictor | None:
+    """The predictor for these settings: ``path``, else the default table if it exists, else None.
+
+    A table made for other settings (backend, device, precision, input size, threads) is an error.
+    """
+    if path is None:
+        path = default_table_path(backend, device, precision, input_size, threads or 1)
+        if not Path(path).is_file():
+            return None
+    table = load_table(path)
+    want = {"backend": backend, "device": device, "precision": precision, "input_size": list(input_size),
+            "threads": threads or 1}
+    if table.settings() != want:
+        diff = next(k for k in want if table.settings()[k] != want[k])
+        raise EscaleError(f"--lut: {path} was built for {diff}={table.settings()[diff]!r}, not {want[diff]!r} "
+                          "(build a matching one with `escale lut build`)")
+    return LatencyPredictor(table)
+
+
+def propose(cfg: StudyConfig, n_trials: int, top: int = 5, out_dir: str | Path | None = None,
+            on_trial: Callable[..., None] | None = None) -> Any:
+    """Run/resume the study to ``n_trials`` complete trials; return the best ``top`` feasible proposals
+    (a DataFrame, best mIoU first, with ``spec_file``) and write each spec as YAML under ``out_dir``."""
+    study = run_study(cfg, n_trials, on_trial=on_trial)
+    front = pareto_frame(study)
+    if front.empty:
+        fastest = fastest_seen(study)
+        seen = f"; fastest latency seen {fastest:.2f} ms" if fastest is not None else ""
+        raise EscaleError(f"propose: no candidate of study {cfg.name!r} fits --budget-ms {cfg.budget_ms}{seen}")
+    front = front.head(top).copy()
+    out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / cfg.name
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for rank, row in enumerate(front.itertuples(), start=1):
+        t = by_number[row.trial]
+        spec = ESegSpec.from_dict({**t.user_attrs["spec"], "name": f"{cfg.name}-{rank}"})
+        path = out / f"{rank:02d}-{spec.spec_id}.yaml"
+        path.write_text(_header(cfg, t.user_attrs, rank) + spec.to_yaml())
+        files.append(str(path))
+    front["spec_file"] = files
+    front["study"] = cfg.name
+    return front
+
+
+def _header(cfg: StudyConfig, ua: dict[str, Any], rank: int) -> str:
+    h, w = cfg.input_size
+    lines = [f"# escale proposal {rank} of study {cfg.name} (spec_id {ua.get('spec_id')})",
+             f"# {cfg.backend}/{cfg.device}/{cfg.precision}, input {h}x{w}, budget {cfg.budget_ms} ms",
+             f"# mIoU {ua.get('miou')} ({ua.get('accuracy_objective')}), predicted latency "
+             f"{ua.get('predicted_latency_ms')} ms, measured latency {ua.get('latency_ms')} ms, "
+             f"MACs {ua.get('macs')}, params {ua.get('params')}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,158 @@
+"""Kernel enumeration, latency tables and the predictor (closed-form checks with a linear fake timer)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+import escale
+from escale.search.kernels import Kernel, model_kernels
+from escale.search.lut import LatencyTable, TableError, build_table, kernel_module, load_table
+from escale.search.predictor import LatencyPredictor, work
+
+SIZE = (64, 128)
+
+
+def tiny(**over: object) -> escale.ESegSpec:
+    return escale.preset("ESeg-Lite-S").with_overrides({
+        "encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16, "decoder.max_level": 6, **over})
+
+
+def conv_macs(k: Kernel) -> int:
+    a = dict(k.attrs)
+    ho = (a["h"] + 2 * a["p"] - a["d"] * (a["k"] - 1) - 1) // a["s"] + 1
+    wo = (a["w"] + 2 * a["p"] - a["d"] * (a["k"] - 1) - 1) // a["s"] + 1
+    return a["cout"] * (a["cin"] // a["g"]) * a["k"] ** 2 * ho * wo
+
+
+def fake_timer(k: Kernel) -> dict:
+    """Latency linear in work: 1 ns per unit plus the 'overhead' kernel's 0.01 ms."""
+    return {"raw_ms": 0.01 + 1e-6 * work(k), "iqr_ms": 0.0, "runs": 1}
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_kernel_counts_follow_the_bifpn_structure(repeats: int) -> None:
+    ks = model_kernels(tiny(**{"decoder.repeats": repeats}), SIZE)
+    ops = Counter(k.op for k in ks)
+    # levels P3-P6: per BiFPN layer 3 top-down + 3 bottom-up nodes, each one weighted sum and one act,
+    # 3 nearest upsamplings (top-down) and 3 max-poolings (bottom-up); level fusion adds 1 weighted sum of 4
+    # and 3 bilinear upsamplings; the head 1 final resize; P6 is 1 average pooling of P5.
+    assert ops["wsum"] == 6 * repeats + 1 and ops["act"] == 6 * repeats
+    assert ops["resize"] == 3 * repeats + 3 + 1 and ops["pool"] == 3 * repeats + 1
+    sums = Counter(k.get("n") for k in ks if k.op == "wsum")
+    assert sums == {2: 4 * repeats, 3: 2 * repeats, 4: 1}
+    stem = ks[0]
+    assert stem.op == "conv" and dict(stem.attrs) == {"act": "relu", "bias": 1, "cin": 3, "cout": 8, "d": 1, "g": 1,
+                                                      "h": 64, "k": 3, "p": 1, "s": 2, "w": 128}
+    final = [k for k in ks if k.op == "resize"][-1]
+    assert (final.get("c"), final.get("ho"), final.get("wo"), final.get("mode")) == (19, 64, 128, "bilinear")
+
+
+def test_conv_kernels_carry_every_mac_the_profiler_counts() -> None:
+    for spec in (tiny(), tiny(**{"encoder.fused_stages": 3, "decoder.repeats": 2})):
+        ks = model_kernels(spec, SIZE)
+        assert sum(conv_macs(k) for k in ks if k.op == "conv") == escale.profile(spec, input_size=SIZE).macs
+
+
+def test_kernel_keys_round_trip_and_modules_have_the_kernel_shapes() -> None:
+    ks = sorted(set(model_kernels(tiny(), SIZE)), key=lambda k: k.key)
+    for k in ks:
+        assert Kernel.from_key(k.key) == k
+    for k in [k for k in ks if k.op == "conv"][:3] + [k for k in ks if k.op != "conv"]:
+        module, inputs = kernel_module(k)
+        with torch.no_grad():
+            out = module(*inputs)
+        a = dict(k.attrs)
+        if k.op == "conv":
+            assert out.shape == (1, a["cout"], (a["h"] + 2 * a["p"] - a["k"]) // a["s"] + 1,
+                                 (a["w"] + 2 * a["p"] - a["k"]) // a["s"] + 1)
+        elif k.op == "resize":
+            assert out.shape == (1, a["c"], a["ho"], a["wo"])
+        elif k.op in ("wsum", "act", "add"):
+            assert out.shape == (1, a["c"], a["h"], a["w"])
+
+
+def test_table_prediction_is_the_sum_and_neighbours_scale_by_work(tmp_path: Path) -> None:
+    spec = tiny()
+    table = build_table([spec], SIZE, timer=fake_timer)
+    assert table.overhead_ms == pytest.approx(0.01 + 1e-6)  # the 1x1x1 add: one element of work
+    pred = LatencyPredictor(table)
+    p = pred.predict(spec)
+    ks = model_kernels(spec, SIZE)
+    assert p.n_found == p.n_kernels == len(ks) and p.n_estimated == 0 and not p.calibrated
+    assert p.latency_ms == pytest.approx(sum(1e-6 * work(k) + 0.01 - table.overhead_ms for k in ks))
+    # a wider variant: its channel-dependent kernels are missing but estimated exactly (latency is linear in work)
+    wide = tiny(**{"decoder.channels": 24})
+    q = pred.predict(wide)
+    assert q.n_estimated > 0 and q.n_found + q.n_estimated == q.n_kernels and not q.unpriced
+    exact = sum(1e-6 * work(k) + 0.01 - table.overhead_ms for k in model_kernels(wide, SIZE))
+    assert q.latency_ms == pytest.approx(exact, rel=0.02)
+    # calibration: measured = 2 x sum -> slope 2
+    cal = pred.fit_calibration([spec, wide], [2 * p.sum_ms, 2 * q.sum_ms], mode="ratio")
+    assert cal["slope"] == pytest.approx(2.0) and pred.predict(spec).latency_ms == pytest.approx(2 * p.sum_ms)
+    path = table.save(tmp_path / "t.json")
+    again = load_table(path)
+    assert again.kernels == table.kernels and again.calibration == table.calibration
+    assert path.with_suffix(".csv").read_text().startswith("key,op,latency_ms")
+    with pytest.raises(TableError, match="is for input"):
+        LatencyPredictor(again).predict(spec, input_size=(128, 128))
+
+
+def test_class_slopes_are_recovered_from_well_conditioned_models() -> None:
+    import random
+
+    from escale.search.predictor import CLASSES, _ridge_slopes
+
+    rng = random.Random(0)
+    truth = [0.9, 0.5, 0.3, 1.2, 2.0]
+    x = [[rng.uniform(5, 100) for _ in CLASSES] for _ in range(12)]
+    y = [sum(a * b for a, b in zip(row, truth, strict=True)) for row in x]
+    slopes = _ridge_slopes(x, y)
+    for k, t in zip(CLASSES, truth, strict=True):
+        assert slopes[k] == pytest.approx(t, abs=0.15)  # the pull towards 1 is weak next to 12 exact models
+
+
+def test_class_calibration_is_applied_per_class() -> None:
+    specs = [tiny(**{"decoder.channels": c, "encoder.fused_stages": f}) for c, f in ((16, 7), (32, 3), (24, 5))]
+    pred = LatencyPredictor(build_table(specs, SIZE, timer=fake_timer))
+    raw = [pred.predict(s) for s in specs]
+    cal = pred.fit_calibration(specs, [1.5 * p.sum_ms for p in raw], mode="classes")
+    p = pred.predict(specs[1])
+    assert p.calibrated and p.latency_ms == pytest.approx(sum(cal["slopes"][k] * v for k, v in p.by_class_ms.items()))
+    assert p.latency_ms == pytest.approx(1.5 * p.sum_ms, rel=0.05)
+
+
+def test_table_files_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match="does not exist"):
+        load_table(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(TableError, match="not a latency table"):
+        load_table(tmp_path / "bad.json")
+    table = build_table([tiny()], SIZE, timer=fake_timer)
+    with pytest.raises(TableError, match="existing table was made for"):
+        build_table([tiny()], (64, 64), table=table, timer=fake_timer)
+
+
+def test_onnxruntime_kernel_timer_measures_real_kernels() -> None:
+    from escale.profiler.latency import QUICK
+    from escale.search.lut import get_kernel_timer
+
+    timer = get_kernel_timer("onnxruntime", "cpu", "fp32", threads=1, config=QUICK)
+    assert timer.clock == "thread_cpu"
+    ks = sorted({k for k in model_kernels(tiny(), SIZE) if k.op in ("conv", "wsum", "resize")}, key=lambda k: k.key)
+    for k in ks[:4]:
+        res = timer(k)
+        assert 0 < res["raw_ms"] < 1000 and res["runs"] >= 3
+    with pytest.raises(escale.SpecError, match="thread_cpu with threads=1"):
+        get_kernel_timer("onnxruntime", "cpu", "fp32", threads=2, clock="thread_cpu")
+    with pytest.raises(escale.BackendUnavailableError, match="allowed: onnxruntime"):
+        get_kernel_timer("tensorrt", "cuda", "fp16", 1)
+
+
+def test_table_dataclass_round_trip() -> None:
+    t = LatencyTable("onnxruntime", "cpu", "fp32", (64, 128), 1, kernels={"add:c=1,h=1,w=1": {"latency_ms": 0.0}})
+    assert LatencyTable.from_dict(t.to_dict()).kernels == t.kernels

@@ -1,0 +1,98 @@
+"""CLI: escale propose / study show / lut build / lut predict (exit codes, JSON, files written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import escale
+from escale.cli.main import main
+from escale.search import space_from_dict
+from escale.search.lut import build_table
+from escale.search.predictor import LatencyPredictor, work
+
+TINY = {"name": "tiny", "base": "ESeg-Lite-S", "params": {
+    "encoder.width": {"type": "float", "low": 0.25, "high": 0.5, "step": 0.25},
+    "encoder.depth": {"type": "categorical", "choices": [0.3]},
+    "decoder.channels": {"type": "int", "low": 16, "high": 32, "step": 16},
+    "decoder.repeats": {"type": "int", "low": 1, "high": 2},
+    "decoder.max_level": {"type": "int", "low": 5, "high": 6}}}
+SIZE = (64, 128)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
+    """A tiny space file, a latency table (fake timer: linear in work) from its smallest and largest corner
+    (the rest is estimated from neighbours), and a budget half way between the two."""
+    tmp_path = tmp_path_factory.mktemp("cli")
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump(TINY))
+    space = space_from_dict(TINY)
+    corners = space.corners()
+    ends = [space.to_spec(corners[0]), space.to_spec(corners[-1])]
+    table = build_table(ends, SIZE, timer=lambda k: {"raw_ms": 0.01 + 1e-6 * work(k), "iqr_ms": 0, "runs": 1})
+    lut = table.save(tmp_path / "lut.json")
+    lat = sorted(LatencyPredictor(table).predict(s).latency_ms for s in ends)
+    return space_file, lut, (lat[0] + lat[-1]) / 2
+
+
+def test_propose_prints_writes_specs_and_study_show_reads_it(setup, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    space_file, lut, budget = setup
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["propose", "--space", str(space_file), "--input-size", "64x128", "--budget-ms", f"{budget:.3f}",
+            "--trials", "3", "--lut", str(lut), "--no-measure", "--storage", db, "--study-name", "cli",
+            "--out", str(tmp_path / "out"), "--seed", "0"]
+    assert main([*args, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["predicted_latency_ms"] <= budget and r["accuracy_objective"] == "proxy" for r in rows)
+    assert [r["miou"] for r in rows] == sorted((r["miou"] for r in rows), reverse=True)
+    for r in rows:
+        spec = escale.ESegSpec.from_file(r["spec_file"])
+        assert spec.spec_id == r["spec_id"] and r["nearest_preset"] in escale.spec.TABLE3
+    assert main(args) == 0  # resumes: the table form, nothing new to run
+    out = capsys.readouterr().out
+    assert "ESeg proposals" in out and "proxy" in out and "nearest preset" in out
+    assert main(["study", "show", "cli", "--storage", db, "--format", "json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert {r["spec_id"] for r in front} == {r["spec_id"] for r in rows}
+    assert main(["study", "show", "cli", "--storage", db, "--all"]) == 0
+    assert "all trials" in capsys.readouterr().out
+
+
+def test_bad_inputs_are_one_line_and_exit_2(setup, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    space_file, lut, _ = setup
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "params": {"encoder.wide": {"type": "int", "low": 1, "high": 2}}}))
+    base = ["propose", "--input-size", "64x128", "--trials", "1", "--storage", f"sqlite:///{tmp_path / 'x.db'}"]
+    cases = [
+        ([*base, "--space", str(bad), "--cost", "macs"], "params.encoder.wide: unknown field"),
+        ([*base, "--space", str(space_file), "--lut", str(lut), "--input-size", "64x64"], "was built for input_size"),
+        ([*base, "--space", str(space_file), "--cost", "watts"], "--cost: 'watts' is unknown"),
+        ([*base, "--space", str(space_file), "--lut", str(lut), "--budget-ms", "0.001", "--no-measure"],
+         "is below anything"),
+        (["study", "show", "missing", "--storage", f"sqlite:///{tmp_path / 'x.db'}"], "study: 'missing' is not in"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_lut_predict_and_quick_build(setup, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    _, lut, _ = setup
+    spec_file = tmp_path / "spec.yaml"
+    spec = space_from_dict(TINY).to_spec(space_from_dict(TINY).corners()[0], name="corner")
+    spec_file.write_text(spec.to_yaml())
+    assert main(["lut", "predict", str(spec_file), "--lut", str(lut), "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["spec_id"] == spec.spec_id and row["kernels_in_table"] == row["kernels"] and row["unpriced"] == []
+    assert row["predicted_latency_ms"] > 0
+    out = tmp_path / "real.json"
+    assert main(["lut", "build", str(spec_file), "--input-size", "64x128", "--quick", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert table["input_size"] == [64, 128] and table["timing"]["clock"] == "thread_cpu"
+    assert len(table["kernels"]) == len(set(escale.search.kernels.model_kernels(spec, SIZE)))
+    assert all(e["latency_ms"] >= 0 for e in table["kernels"].values())
