@@ -178,6 +178,7 @@ def test_two_workers_share_one_storage(tmp_path: Path) -> None:
     assert len({t.number for t in trials}) == len(trials)
 
 
+@pytest.mark.slow  # escale.train takes ~17 s for 2 steps + 16 eval images at 64x64 on the shared 2 cores
 def test_short_train_objective_reports_miou_in_percent(tmp_path: Path) -> None:
     from escale.search import TrainSettings
 

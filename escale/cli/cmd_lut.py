@@ -66,8 +66,15 @@ def _models(args: argparse.Namespace, size: tuple[int, int]) -> tuple[list, list
 def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from escale.profiler.latency import QUICK, TimingConfig, measure_latency
-    from escale.search.lut import build_table, default_table_path, get_kernel_timer, kernel_timing, load_table
+    from escale.profiler.latency import QUICK
+    from escale.search.lut import (
+        build_table,
+        default_table_path,
+        get_kernel_timer,
+        kernel_timing,
+        load_table,
+        measure_model_ms,
+    )
     from escale.search.predictor import LatencyPredictor
     from escale.spec import parse_input_size
 
@@ -86,13 +93,12 @@ def _build(args: argparse.Namespace) -> int:
 
         table = build_table(specs, size, args.backend, args.device, args.precision, args.threads, table=table,
                             timer=timer, on_kernel=on_kernel, passes=args.passes)
-        if calib:
-            cfg = QUICK if args.quick else TimingConfig(warmup_runs=1, warmup_s=0.0, min_runs=5, min_duration_s=1.0)
-            measured = []
+        if calib:  # whole models timed like the kernels (same clock), by the onnxruntime backend's path
             ctask = bar.add_task("calibration models", total=len(calib))
+            measured = []
             for s in calib:
-                measured.append(measure_latency(s, backend=args.backend, device=args.device, precision=args.precision,
-                                                input_size=size, threads=args.threads, config=cfg).latency_ms)
+                measured.append(measure_model_ms(s, size, args.threads, clock=timer.clock,
+                                                 config=QUICK if args.quick else None)["latency_ms"])
                 bar.advance(ctask)
             LatencyPredictor(table).fit_calibration(calib, measured)
     table.save(out)
@@ -104,7 +110,7 @@ def _build(args: argparse.Namespace) -> int:
     caption = (f"{len(table.kernels)} kernels from {len(table.built_from)} models, {args.backend}/{args.device}/"
                f"{args.precision}, input {h}x{w}, {args.threads} thread(s); per-call overhead "
                f"{table.overhead_ms:.4f} ms removed. Calibration: "
-               + (f"latency = {cal['slope']:.3f} x sum on {len(cal['models'])} models." if cal else "none.")
+               + (f"{cal['mode']} on {len(cal['models'])} models." if cal else "none (add --calibrate K).")
                + f"\nSaved {out} (+ .csv).")
     render.table("Kernel latency table", [("op", "left"), ("kernels", "right"), ("sum of medians (ms)", "right")],
                  rows, caption)

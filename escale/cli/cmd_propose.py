@@ -89,7 +89,7 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
         return
     out = []
     for rank, r in enumerate(rows, start=1):
-        out.append([str(rank), r["preset"] or "-", f"{r['width']:g}", f"{r['depth']:g}", r["block"],
+        out.append([str(rank), r["preset"] if isinstance(r["preset"], str) else "-", f"{r['width']:g}", f"{r['depth']:g}", r["block"],
                     str(r["channels"]), str(r["repeats"]), f"P{r['min_level']}-P{r['max_level']}",
                     render.fmt(r["predicted_latency_ms"], ".1f"), render.fmt(r["latency_ms"], ".1f"),
                     f"{r['miou']:.1f}", r["accuracy_objective"], f"{r['gmacs']:.2f}", f"{r['params_m']:.2f}",

@@ -50,17 +50,25 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)  # None or NaN (pandas fills gaps with NaN)
+
+
 def _row(r: dict) -> list[str]:
     def f(key: str, spec: str) -> str:
         v = r.get(key)
-        return "-" if v is None or v != v else format(v, spec)  # v != v: NaN
+        return "-" if _missing(v) else format(v, spec)
 
-    levels = f"P{r['min_level']}-P{r['max_level']}" if r.get("min_level") == r.get("min_level") else "-"
-    note = r.get("rejected_reason") or r.get("error") or ("pareto" if r.get("pareto") else "")
-    return [str(r["trial"]), r["state"].lower(), r.get("preset") or "-", f("width", "g"), f("depth", "g"),
-            str(r.get("block") or "-"), f("channels", ".0f"), f("repeats", ".0f"), levels, f("miou", ".1f"),
-            str(r.get("accuracy_objective") or "-"), f("predicted_latency_ms", ".1f"), f("latency_ms", ".1f"),
-            f("gmacs", ".2f"), f("params_m", ".2f"), str(note or "")]
+    def text(key: str) -> str:
+        v = r.get(key)
+        return "-" if _missing(v) else str(v)
+
+    levels = "-" if _missing(r.get("min_level")) else f"P{int(r['min_level'])}-P{int(r['max_level'])}"
+    note = next((str(r[k]) for k in ("rejected_reason", "error") if not _missing(r.get(k))), "")
+    note = note or ("pareto" if r.get("pareto") is True else "")
+    return [str(r["trial"]), r["state"].lower(), text("preset"), f("width", "g"), f("depth", "g"), text("block"),
+            f("channels", ".0f"), f("repeats", ".0f"), levels, f("miou", ".1f"), text("accuracy_objective"),
+            f("predicted_latency_ms", ".1f"), f("latency_ms", ".1f"), f("gmacs", ".2f"), f("params_m", ".2f"), note]
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -188,9 +188,10 @@ def group_kernels(events: list[_Event]) -> list[Kernel]:
         else:
             new("unknown:" + e.name, i, shape="x".join(map(str, e.out_shape)))
     for u in units:
-        u.attrs.setdefault("act", "none") if u.op == "conv" else None
-        u.attrs.setdefault("bias", 0) if u.op == "conv" else None
-    return [Kernel.make(u.op, **u.attrs) for u in units]
+        if u.op == "conv":
+            u.attrs.setdefault("act", "none")
+            u.attrs.setdefault("bias", 0)
+    return [Kernel.make(u.op, **u.attrs) for u in units if u.op != "merged"]
 
 
 def _add(i: int, e: _Event, unit_of: dict[int, _Unit], consumers: Counter, new: Any, join: Any) -> None:
@@ -243,7 +244,7 @@ def model_kernels(spec: ESegSpec, input_size: tuple[int, int], batch: int = 1) -
     input_size = spec.check_input_size(tuple(input_size))
     model = build_model(spec, device="meta").fold_for_inference()
     x = torch.empty(batch, 3, *input_size, device="meta")
-    return [k for k in group_kernels(trace_events(model, x)) if k.op != "merged"]
+    return group_kernels(trace_events(model, x))
 
 
 def kernel_counts(kernels: list[Kernel]) -> Counter:

@@ -142,33 +142,69 @@ class LatencyPredictor:
         c = self.table.calibration
         if not c:
             return sum_ms, False
-        if c["mode"] == "classes" and by_class is not None:
+        if c.get("slopes") and by_class is not None:
             return sum(c["slopes"][k] * by_class.get(k, 0.0) for k in CLASSES), True
         return c["slope"] * sum_ms + c.get("intercept_ms", 0.0), True
 
-    def fit_calibration(self, specs: list[ESegSpec], measured_ms: list[float], mode: str = "ratio",
+    def fit_calibration(self, specs: list[ESegSpec], measured_ms: list[float], mode: str = "auto",
                         ) -> dict[str, Any]:
         """Fit the calibration on measured full models; stores it in the table and returns it.
 
-        ``ratio`` (default): ``latency = slope * sum``. ``classes``: one slope per kernel class
-        (:data:`CLASSES`), least squares with a ridge pull of every slope towards 1, so classes the
-        models barely exercise keep their table value; slopes are kept within [0.25, 4].
+        ``ratio``: ``latency = slope * sum``. ``linear``: ``slope * sum + intercept_ms`` (>= 3 models).
+        ``classes``: one slope per kernel class (:data:`CLASSES`), least squares with a ridge pull of
+        every slope towards 1 (classes the models barely exercise keep their table value), within
+        [0.25, 4]. ``auto`` (default): the mode with the lowest leave-one-out median error on these
+        models (ratio with fewer than 4).
         """
         if len(specs) != len(measured_ms) or not specs:
             raise TableError("calibrate: give one measured latency per spec (at least one)")
-        if mode not in ("ratio", "classes"):
-            raise TableError(f"calibrate: mode {mode!r} is unknown (allowed: ratio, classes)")
+        if mode not in CALIBRATIONS + ("auto",):
+            raise TableError(f"calibrate: mode {mode!r} is unknown (allowed: auto, {', '.join(CALIBRATIONS)})")
         self.table.calibration = None
         preds = [self.predict(s) for s in specs]
-        sums = [p.sum_ms for p in preds]
-        cal: dict[str, Any] = {"mode": mode}
-        cal["slope"] = sum(m * s for m, s in zip(measured_ms, sums, strict=True)) / sum(s * s for s in sums)
-        if mode == "classes":
-            cal["slopes"] = _ridge_slopes([[p.by_class_ms[k] for k in CLASSES] for p in preds], measured_ms)
-        cal["models"] = [{"name": s.name, "spec_id": s.spec_id, "sum_ms": round(t, 4), "measured_ms": round(m, 4)}
-                         for s, t, m in zip(specs, sums, measured_ms, strict=True)]
+        rows = [(p.sum_ms, [p.by_class_ms[k] for k in CLASSES], m) for p, m in zip(preds, measured_ms, strict=True)]
+        loo = {m: _loo_error(m, rows) for m in CALIBRATIONS} if len(rows) >= 4 else {}
+        if mode == "auto":
+            mode = min(loo, key=loo.get) if loo else "ratio"
+        if mode == "linear" and len(rows) < 3:
+            raise TableError(f"calibrate: mode 'linear' needs >= 3 models, got {len(rows)}")
+        cal: dict[str, Any] = {"mode": mode, **_fit(mode, rows), "loo_median_abs_err_pct": loo}
+        cal["models"] = [{"name": s.name, "spec_id": s.spec_id, "sum_ms": round(r[0], 4), "measured_ms": round(r[2], 4)}
+                         for s, r in zip(specs, rows, strict=True)]
         self.table.calibration = cal
         return cal
+
+
+CALIBRATIONS = ("ratio", "linear", "classes")
+
+
+def _fit(mode: str, rows: list[tuple[float, list[float], float]]) -> dict[str, Any]:
+    """Calibration parameters from (sum_ms, per-class ms, measured ms) rows."""
+    sums, meas = [r[0] for r in rows], [r[2] for r in rows]
+    out: dict[str, Any] = {"slope": sum(m * s for m, s in zip(meas, sums, strict=True)) / sum(s * s for s in sums),
+                           "intercept_ms": 0.0}
+    if mode == "linear":
+        out["slope"], out["intercept_ms"] = _fit_line(list(zip(sums, meas, strict=True)))
+    elif mode == "classes":
+        out["slopes"] = _ridge_slopes([r[1] for r in rows], meas)
+    return out
+
+
+def _apply(cal: dict[str, Any], sum_ms: float, by_class: list[float]) -> float:
+    if cal.get("slopes"):
+        return sum(cal["slopes"][k] * v for k, v in zip(CLASSES, by_class, strict=True))
+    return cal["slope"] * sum_ms + cal["intercept_ms"]
+
+
+def _loo_error(mode: str, rows: list[tuple[float, list[float], float]]) -> float:
+    """Median |relative error| (%) predicting each model from a fit on the others."""
+    import statistics
+
+    errs = []
+    for i, (s, c, m) in enumerate(rows):
+        cal = _fit(mode, rows[:i] + rows[i + 1:])
+        errs.append(abs(100.0 * (_apply(cal, s, c) / m - 1)))
+    return statistics.median(errs)
 
 
 def _ridge_slopes(x: list[list[float]], y: list[float]) -> dict[str, float]:

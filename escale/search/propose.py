@@ -62,11 +62,15 @@ def propose(cfg: StudyConfig, n_trials: int, top: int = 5, out_dir: str | Path |
     return front
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
 def _header(cfg: StudyConfig, ua: dict[str, Any], rank: int) -> str:
     h, w = cfg.input_size
     lines = [f"# escale proposal {rank} of study {cfg.name} (spec_id {ua.get('spec_id')})",
              f"# {cfg.backend}/{cfg.device}/{cfg.precision}, input {h}x{w}, budget {cfg.budget_ms} ms",
              f"# mIoU {ua.get('miou')} ({ua.get('accuracy_objective')}), predicted latency "
-             f"{ua.get('predicted_latency_ms')} ms, measured latency {ua.get('latency_ms')} ms, "
+             f"{_ms(ua.get('predicted_latency_ms'))}, measured latency {_ms(ua.get('latency_ms'))}, "
              f"MACs {ua.get('macs')}, params {ua.get('params')}"]
     return "\n".join(lines) + "\n"

@@ -310,7 +310,11 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
             warnings.simplefilter("ignore", UserWarning)
             trial = study.ask(cfg.space.distributions)
         with _Heartbeat(study._storage, trial._trial_id):
-            frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids)
+            try:
+                frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids)
+            except KeyboardInterrupt:  # Ctrl-C: end the running trial cleanly; completed ones are stored
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise
         if latency is not None:
             fastest = latency if fastest is None else min(fastest, latency)
         if frozen.state == TrialState.PRUNED:
