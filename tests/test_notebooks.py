@@ -82,3 +82,11 @@ def test_notebook_c_pareto_plots_with_a_study(kernel_name, tmp_path):
                       parameters=f'STUDY_NAME = "nbdemo"\nSTORAGE = "{storage}"')
     assert images(nb) == 4  # Figure 1, Figure 4, family, study front
     assert "No study given" not in outputs_text(nb)
+
+
+def test_notebook_b_propose_for_a_latency_budget(kernel_name):
+    nb = run_notebook("b_propose_for_budget.ipynb", kernel_name, parameters="TRIALS = 5\nBUDGET_MS = 140.0")
+    text = outputs_text(nb)
+    assert "ESeg-Lite-S  predicted" in text and "(proxy)" in text  # says which accuracy objective produced mIoU
+    assert "budget 140.0 ms" in text
+    assert images(nb) == 1

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, imported lazily
     from escale.search import StudyConfig, TrainSettings, load_space
-    from escale.search.propose import load_predictor
+    from escale.search.proposals import load_predictor
     from escale.spec import parse_input_size
 
     size = parse_input_size(args.input_size)
@@ -60,7 +60,7 @@ def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, impor
 
 
 def run(args: argparse.Namespace) -> int:
-    from escale.search.propose import propose
+    from escale.search.proposals import propose
     from escale.search.study import check_feasible, open_study
 
     cfg = study_config(args)

@@ -23,7 +23,7 @@ from escale.search.study import Outcome, StudyConfig, evaluate_candidate, load_s
 _LAZY = {
     "Kernel": "kernels", "model_kernels": "kernels", "LatencyTable": "lut", "build_table": "lut",
     "load_table": "lut", "LatencyPredictor": "predictor", "Prediction": "predictor",
-    "load_predictor": "propose", "propose": "propose",
+    "load_predictor": "proposals", "propose": "proposals",
 }
 
 
