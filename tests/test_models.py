@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from timm.models._efficientnet_blocks import ConvBnAct, DepthwiseSeparableConv, EdgeResidual, InvertedResidual
-from timm.models._efficientnet_blocks import SqueezeExcite
+from timm.models._efficientnet_blocks import (
+    ConvBnAct,
+    DepthwiseSeparableConv,
+    EdgeResidual,
+    InvertedResidual,
+    SqueezeExcite,
+)
 
 import escale
 from escale.models import build_model

@@ -15,7 +15,7 @@ from escale.profiler.dispatch import count_ops
 def _macs(module: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
     counts = count_ops(module.to("meta").eval(), torch.empty(*shape, device="meta"))
     out: dict[str, int] = {}
-    for (_mod, _lvl, op, cat), v in counts.rows.items():
+    for (_mod, _lvl, _op, cat), v in counts.rows.items():
         out[cat] = out.get(cat, 0) + v
     return out
 
