@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench report clean
+.PHONY: demo test test-all lint bench bench-all report clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profile.py
+
+bench-all: bench
+	$(BIN)/python benchmarks/bench_latency.py
+	$(BIN)/python benchmarks/bench_context.py
+	$(BIN)/python benchmarks/bench_predictor.py
 
 clean:
 	rm -rf $(VENV)
