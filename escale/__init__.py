@@ -3,6 +3,7 @@
 >>> import escale
 >>> rec = escale.profile(escale.preset("ESeg-S"))        # params and MACs at 1024x2048
 >>> model = escale.build_model(escale.preset("ESeg-S"))  # a torch.nn.Module
+>>> rec = escale.train(spec, dataset="synthetic", steps=50, input_size=(64, 128))   # escale.train package
 """
 
 from escale.errors import BackendUnavailableError, CheckpointError, EscaleError, RegistryError, SpecError
@@ -30,6 +31,18 @@ def records_to_frame(records):  # noqa: ANN001, ANN201
     from escale.profiler import records_to_frame as _frame
 
     return _frame(records)
+
+
+_LAZY_SUBPACKAGES = ("data", "models", "profiler", "report", "search", "train")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy subpackages (torch is imported on first use)
+    """``escale.train(spec, ...)``, ``escale.search``, ``escale.report``, ... without importing them up front."""
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"escale.{name}")
+    raise AttributeError(f"module 'escale' has no attribute {name!r}")
 
 
 __all__ = [
