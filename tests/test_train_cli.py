@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from escale.cli.main import main
 
 TINY = ["ESeg-Lite-S", "--set", "encoder.width=0.25", "--set", "encoder.depth=0.3", "--set", "decoder.channels=16",
         "--set", "decoder.max_level=6", "--input-size", "64x128", "--batch-size", "2", "--eval-images", "2"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine two made these tiny steps ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_train_json(capsys):
@@ -19,10 +31,10 @@ def test_train_json(capsys):
     assert 0.0 <= rec["miou"] <= 1.0 and rec["spec"]["decoder"]["max_level"] == 6 and rec["num_classes"] == 8
 
 
-def test_train_table(capsys):
-    code = main(["train", *TINY, "--steps", "1"])
+def test_train_table_and_threads(capsys):
+    code = main(["train", *TINY, "--steps", "1", "--threads", "1"])
     out, _ = capsys.readouterr()
-    assert code == 0 and "mIoU %" in out and "synthetic" in out
+    assert code == 0 and "mIoU %" in out and "synthetic" in out and torch.get_num_threads() == 1
 
 
 def test_train_errors_are_one_line(capsys, tmp_path):

@@ -23,6 +23,15 @@ from escale.train import (
 FAST = {"input_size": (64, 128), "batch_size": 2, "eval_images": 2}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine two made these tiny steps ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_lr_schedule_warms_up_then_follows_a_cosine_to_zero():
     assert [lr_at(s, 10, 1.0, warmup_steps=2) for s in (0, 1)] == [0.5, 1.0]
     assert lr_at(2, 10, 1.0, warmup_steps=2) == pytest.approx(1.0)
@@ -94,6 +103,16 @@ def test_nan_loss_stops_with_a_clear_error(tiny_spec, tmp_path):
     assert state is None or all(math.isfinite(v) for v in state["losses"])
 
 
+def test_threads_apply_to_the_call_only(tiny_spec):
+    torch.set_num_threads(2)
+    seen = []
+    escale.train.train(tiny_spec, steps=1, threads=1, progress=lambda e: seen.append(torch.get_num_threads()),
+                       **FAST)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    with pytest.raises(SpecError, match="threads"):
+        escale.train.train(tiny_spec, steps=1, threads=0, **FAST)
+
+
 def test_bad_arguments_and_devices(tiny_spec):
     with pytest.raises(SpecError, match="steps"):
         escale.train.train(tiny_spec, steps=0, **FAST)
@@ -101,6 +120,8 @@ def test_bad_arguments_and_devices(tiny_spec):
         escale.train.train(tiny_spec, steps=1, lr=float("nan"), **FAST)
     with pytest.raises(SpecError, match="too small"):
         escale.train.train(tiny_spec, steps=1, input_size=(32, 32))
+    with pytest.raises(SpecError, match="batch_size: 1 cannot train BatchNorm at P6, which is 1x1 at 64x64"):
+        escale.train.train(tiny_spec, steps=1, input_size=(64, 64), batch_size=1)
     assert resolve_device("cpu", None) == (torch.device("cpu"), False)
     with pytest.raises(SpecError, match="amp"):
         resolve_device("cpu", True)

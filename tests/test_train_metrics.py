@@ -71,3 +71,19 @@ def test_ohem_keeps_pixels_below_the_probability_threshold():
     target[0, 0, 3] = 255  # ignored pixels never count
     loss = ohem_cross_entropy(logits, target, thresh=0.7, min_kept_frac=0.1)
     assert float(loss) == pytest.approx(float(per_pixel[2]))
+
+
+def test_record_context_metrics_from_its_confusion_matrix():
+    from escale.train import TrainRecord
+
+    cm = [[0] * 8 for _ in range(8)]
+    cm[6][6], cm[6][7], cm[7][7], cm[7][6], cm[7][3] = 30, 10, 20, 20, 50  # car rows; 50 missed as road
+    fields = dict(name="x", spec_id="0", dataset="synthetic", input_size=[64, 64], steps=1, batch_size=1, lr=0.1,
+                  weight_decay=0.0, seed=0, device="cpu", amp=False, ema=False, ohem=True, miou=0.0, pixel_acc=0.0,
+                  eval_images=1, final_loss=1.0, train_seconds=1.0, eval_seconds=0.1, images_per_second=1.0,
+                  num_classes=8, iou_per_class={"car-stopped": 0.5, "car-moving": 0.25}, confusion_matrix=cm)
+    rec = TrainRecord(**fields)
+    assert rec.context_accuracy == pytest.approx(50 / 80) and rec.context_miou == pytest.approx(0.375)
+    assert rec.to_dict()["context_accuracy"] == pytest.approx(0.625)
+    other = TrainRecord(**{**fields, "dataset": "cityscapes"})
+    assert other.context_accuracy is None and other.context_miou is None

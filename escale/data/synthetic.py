@@ -7,18 +7,20 @@ no files. A scene, top to bottom (fractions of the image height H):
 * a road (horizon .. 1) split into 2-3 lanes by dashed markings;
 * above each lane, a traffic light hanging at 0.03-0.15 H on a pole down to the horizon, showing
   red or green (a fair coin per lane);
-* 1-2 cars per lane at 0.63-0.98 H, 60-95% of the lane wide (about a fifth of all pixels). A car under a red light is ``car-stopped``, under a green one
-  ``car-moving``.
+* 1-2 cars per lane at 0.63-0.98 H, 60-95% of the lane wide (about a fifth of all pixels). A car
+  under a red light is ``car-stopped``, under a green one ``car-moving``.
 
 Why: the two car classes are drawn from the *same* appearance distribution (colour, size, windows,
-wheels, noise); the only evidence for their label is the lamp of their lane's light, at least
-0.48 H above any car pixel (more than the quarter of the image that the brief asks for) and up to a
-lane width sideways. Lights in different lanes disagree half the time, so a global summary of the
-image (e.g. squeeze-excite's average pool) is not enough either: the model must carry a *spatially
-placed* signal over half the image, which is what extra pyramid levels (P6-P9, paper Insight 1) give
-cheaply. The other six classes are separable by local texture. ``render_scene(..., states=...)``
-forces the lights; tests use it to check that flipping a light changes only lamp pixels in the image
-and only the car labels of that lane.
+wheels, noise); the only evidence for their label is the lamp of their lane's light, about 0.48 H
+(never less than 0.45 H after rounding to pixels) above any car pixel, so well over a quarter of the
+image away, and up to a lane width sideways. The lights of a scene disagree in 50-75% of scenes, so a
+global summary of the image (e.g. squeeze-excite's average pool) is not enough either: the model
+must carry a *spatially placed* signal over half the image, which is what extra pyramid levels
+(P6-P9, paper Insight 1) give cheaply. The other six classes are separable by local texture.
+``render_scene(..., states=...)`` forces the lights; tests use it to check that flipping a light
+changes only lamp pixels in the image and only the car labels of that lane. Training needs no scale
+jitter or crop here (``default_scale_range`` is 1-1): every step sees fresh scenes, and a crop could
+cut the lights off.
 """
 
 from __future__ import annotations

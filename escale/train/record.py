@@ -23,7 +23,8 @@ class TrainProgress:
 class TrainRecord:
     """Accuracy and cost of a run. ``miou``/``pixel_acc`` are fractions in [0, 1] on ``eval_images``
     validation images at ``input_size`` (single scale). ``train_seconds`` is wall time over all
-    sessions of the run (resumes add up); ``images_per_second`` is this session's training throughput.
+    sessions of the run (resumes add up); ``images_per_second`` is this session's end-to-end training
+    throughput (data drawing and augmentation included, evaluation excluded).
     """
 
     name: str
@@ -55,7 +56,9 @@ class TrainRecord:
     spec: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field plus the derived ``context_miou`` / ``context_accuracy`` (None outside synthetic)."""
+        return {**dataclasses.asdict(self), "context_miou": self.context_miou,
+                "context_accuracy": self.context_accuracy}
 
     @property
     def context_accuracy(self) -> float | None:
