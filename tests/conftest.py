@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import escale
+
+# One intra-op thread: on small shared CPUs two spinning OpenMP threads made tiny models 20-100x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
