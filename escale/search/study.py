@@ -175,7 +175,8 @@ def open_storage(url: str, heartbeat_s: int | None = 10, grace_s: int | None = N
                     if heartbeat_s else None)
             except Exception as exc:  # sqlalchemy OperationalError/ArgumentError, ImportError for a driver
                 first = (str(exc).strip().splitlines() or [""])[0][:200]
-                if "already exists" in first and attempt < 4:  # another worker is creating the tables right now
+                racing = "already exists" in first or "UNIQUE constraint failed: alembic_version" in first
+                if racing and attempt < 4:  # another worker is creating the tables right now
                     time.sleep(0.5 + attempt)
                     continue
                 raise EscaleError(f"--storage: cannot open {shown_url(url)!r} ({type(exc).__name__}: {first})") from None
