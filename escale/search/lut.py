@@ -209,8 +209,10 @@ class OrtKernelTimer:
     def env(self) -> dict[str, Any]:
         import onnxruntime
 
+        from escale.profiler.latency.base import cpu_name
+
         return {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "clock": self.clock,
-                "cpu": _cpu_name(), "python": platform.python_version()}
+                "cpu": cpu_name(), "python": platform.python_version()}
 
 
 def bound_call(session: Any, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
@@ -233,16 +235,6 @@ def bound_call(session: Any, inputs: tuple[torch.Tensor, ...]) -> Callable[[], A
         assert keep  # the buffers live as long as the call
 
     return run
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 CLOCKS = {"thread_cpu": thread_cpu_timer, "wall": None}
