@@ -25,10 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from escale.report import load_study, write_report
+    from escale.report.style import check_writable
 
     study = load_study(args.study, args.storage) if args.study else None  # fail fast before profiling
     out = args.out or (f"reports/{args.study}" if args.study else "reports/eseg-family")
+    check_writable(Path(out) / "README.md")
     title = f"Study {args.study}: ESeg family and Pareto front" if args.study else "ESeg family report"
     paths = write_report(out, family_records(args), study=study, title=title)
     print(paths[0])
