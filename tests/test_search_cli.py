@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from search_common import SIZE, TINY
 
 import escale
 from escale.cli.main import main
 from escale.search import space_from_dict
 from escale.search.lut import build_table
 from escale.search.predictor import LatencyPredictor, work
-
-TINY = {"name": "tiny", "base": "ESeg-Lite-S", "params": {
-    "encoder.width": {"type": "float", "low": 0.25, "high": 0.5, "step": 0.25},
-    "encoder.depth": {"type": "categorical", "choices": [0.3]},
-    "decoder.channels": {"type": "int", "low": 16, "high": 32, "step": 16},
-    "decoder.repeats": {"type": "int", "low": 1, "high": 2},
-    "decoder.max_level": {"type": "int", "low": 5, "high": 6}}}
-SIZE = (64, 128)
 
 
 @pytest.fixture(scope="module")

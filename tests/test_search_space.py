@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from search_common import TINY
 
 import escale
 from escale.search import SpaceError, load_space, space_from_dict
@@ -13,12 +14,6 @@ from escale.search.proxy import FITS, level_penalty, proxy_miou
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = {"name": "tiny", "base": "ESeg-Lite-S", "params": {
-    "encoder.width": {"type": "float", "low": 0.25, "high": 0.5, "step": 0.25},
-    "encoder.depth": {"type": "categorical", "choices": [0.3]},
-    "decoder.channels": {"type": "int", "low": 16, "high": 32, "step": 16},
-    "decoder.repeats": {"type": "int", "low": 1, "high": 2},
-    "decoder.max_level": {"type": "int", "low": 5, "high": 6}}}
 
 
 def with_param(key: str, entry: object) -> dict:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 from optuna.trial import TrialState
+from search_common import SIZE, TINY
 
 import escale
 from escale.errors import EscaleError
@@ -29,13 +30,6 @@ from escale.search import (
 from escale.search.study import CONSTRAINT
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"name": "tiny", "base": "ESeg-Lite-S", "params": {
-    "encoder.width": {"type": "float", "low": 0.25, "high": 0.5, "step": 0.25},
-    "encoder.depth": {"type": "categorical", "choices": [0.3]},
-    "decoder.channels": {"type": "int", "low": 16, "high": 32, "step": 16},
-    "decoder.repeats": {"type": "int", "low": 1, "high": 2},
-    "decoder.max_level": {"type": "int", "low": 5, "high": 6}}}
-SIZE = (64, 128)
 TRIAL_ATTRS = {"miou", "accuracy_objective", "macs", "params", "spec", "spec_id", "preset"}
 STUDY_ATTRS = {"cost_axis", "budget_ms", "backend", "input_size", "space"}
 
