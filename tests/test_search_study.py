@@ -100,7 +100,7 @@ def test_storage_errors_are_one_line_without_password(tmp_path: Path) -> None:
     with pytest.raises(EscaleError, match="--storage: cannot open 'sqlite:////nonexistent-dir"):
         run_study(config(tmp_path, storage="sqlite:////nonexistent-dir/x.db"), 1)
     run_study(config(tmp_path), 1)
-    with pytest.raises(EscaleError, match=r"study: 'nope' is not in .*found: t\)"):
+    with pytest.raises(EscaleError, match=r"study: 'nope' not found in .*studies there: t\)"):
         load_study("nope", storage=f"sqlite:///{tmp_path / 's.db'}")
 
 

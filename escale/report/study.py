@@ -7,14 +7,8 @@ complete trial has ``values = [miou, cost]`` and user attributes such as ``miou`
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 
-from escale.errors import EscaleError
-
-DEFAULT_STUDY_DIR = Path("reports") / "studies"
 # Cost axis names an Optuna study may carry (metric_names[1] / user_attrs["cost_axis"|"cost"])
 # -> (column, axis label, divisor from the stored value to the label's unit).
 COST_AXES = {
@@ -27,30 +21,11 @@ COST_AXES = {
 }
 
 
-def default_storage(name: str) -> str:
-    return f"sqlite:///{DEFAULT_STUDY_DIR / f'{name}.db'}"
-
-
 def load_study(name: str, storage: str | None = None):
-    """Load study ``name`` from ``storage`` (default ``sqlite:///reports/studies/NAME.db``) via Optuna."""
-    import optuna
+    """Load study ``name`` (default ``sqlite:///reports/studies/NAME.db``); see :func:`escale.search.load_study`."""
+    from escale.search.study import load_study as _load
 
-    storage = storage or default_storage(name)
-    if storage.startswith("sqlite:///"):
-        db = Path(storage[len("sqlite:///"):])
-        if not db.is_file():  # Optuna would create an empty database; say what is missing instead
-            raise EscaleError(f"study: {name!r} not found: no database at {db} (run escale propose first, "
-                              f"or pass --storage URL)")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        known = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
-        raise EscaleError(f"study: {name!r} not found in {storage} (studies there: "
-                          f"{', '.join(known) or 'none'})") from None
-    except Exception as exc:  # storage URL that cannot be opened (driver missing, host down, ...)
-        raise EscaleError(f"--storage: cannot open {storage} ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return _load(name, storage)
 
 
 def _cost_spec(study) -> tuple[str, str, float]:
@@ -102,13 +77,6 @@ def pareto_mask(miou: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _feasible(trial: Any) -> bool:
-    """No constraint above 0: Optuna 5 named constraints, or Optuna 4's system_attrs["constraints"] list."""
-    named = getattr(trial, "constraints", None)
-    values = list(named.values()) if isinstance(named, dict) else trial.system_attrs.get("constraints") or []
-    return all(c <= 0 for c in values)
-
-
 def trials_frame(study):
     """A DataFrame of the study's complete trials with ``cost``, ``feasible`` and ``on_front`` columns.
 
@@ -119,17 +87,16 @@ def trials_frame(study):
     import optuna
     import pandas as pd
 
+    from escale.search.results import trial_row  # the one reader of a trial's user attributes
+
     divisor = _cost_spec(study)[2]
     rows = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        a = t.user_attrs
-        values = t.values or [None, None]
-        rows.append({
-            "trial": t.number, "miou": a.get("miou", values[0]), "cost": _scale(values[1], divisor) if len(values) > 1 else None,
-            "latency_ms": a.get("latency_ms"), "gmacs": _scale(a.get("macs"), 1e9),
-            "params_m": _scale(a.get("params"), 1e6), "preset": a.get("preset"),
-            "accuracy": a.get("accuracy_objective"), "feasible": _feasible(t), "spec": a.get("spec"),
-        })
+        r = trial_row(t)
+        rows.append({"trial": r["trial"], "miou": r["miou"], "cost": _scale(r["cost"], divisor),
+                     "latency_ms": r["latency_ms"], "gmacs": r["gmacs"], "params_m": r["params_m"],
+                     "preset": r["preset"], "accuracy": r["accuracy_objective"], "feasible": r["feasible"],
+                     "spec": r["spec"]})
     columns = ["trial", "miou", "cost", "latency_ms", "gmacs", "params_m", "preset", "accuracy", "feasible", "spec"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["on_front"] = False

@@ -32,6 +32,13 @@ def _scaling(spec: ESegSpec) -> dict[str, float]:
             "repeats": spec.decoder.repeats}
 
 
+def within_constraints(t: FrozenTrial) -> bool:
+    """No constraint above 0: Optuna 5's named constraints, or older studies' ``system_attrs["constraints"]``."""
+    named = getattr(t, "constraints", None)
+    values = list(named.values()) if isinstance(named, dict) else t.system_attrs.get("constraints") or []
+    return all(c <= 0 for c in values)
+
+
 def trial_row(t: FrozenTrial, cost_axis: str | None = None) -> dict[str, Any]:
     """One flat row for a trial (spec scaling parameters, objectives, sizes, state, reasons)."""
     ua = t.user_attrs
@@ -43,17 +50,17 @@ def trial_row(t: FrozenTrial, cost_axis: str | None = None) -> dict[str, Any]:
                    act=spec.encoder.act, se=spec.encoder.se, channels=spec.decoder.channels,
                    repeats=spec.decoder.repeats, min_level=spec.decoder.min_level, max_level=spec.decoder.max_level,
                    nearest_preset=nearest_preset(spec))
-    row.update(miou=ua.get("miou"), accuracy_objective=ua.get("accuracy_objective"),
+    row.update(miou=ua.get("miou", t.values[0] if t.values else None), accuracy_objective=ua.get("accuracy_objective"),
                predicted_latency_ms=ua.get("predicted_latency_ms"), latency_ms=ua.get("latency_ms"),
                macs=ua.get("macs"), gmacs=ua["macs"] / 1e9 if ua.get("macs") is not None else None,
                params=ua.get("params"), params_m=ua["params"] / 1e6 if ua.get("params") is not None else None)
     if cost_axis:
         row["cost_axis"] = cost_axis
-    row["cost"] = t.values[1] if t.values else None
-    cons = t.constraints if hasattr(t, "constraints") else {}
-    row["feasible"] = (t.state == TrialState.COMPLETE and all(v <= 0 for v in cons.values()))
+    row["cost"] = t.values[1] if t.values and len(t.values) > 1 else None
+    row["feasible"] = t.state == TrialState.COMPLETE and within_constraints(t)
     row["rejected_reason"] = ua.get("rejected_reason")
     row["error"] = ua.get("error")
+    row["spec"] = ua.get("spec")
     return row
 
 

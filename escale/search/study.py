@@ -229,18 +229,25 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
 
 
 def load_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Open an existing study by name (default storage: ``reports/studies/<name>.db``)."""
-    if storage is None and not (DEFAULT_DIR / f"{name}.db").is_file():
-        found = sorted(p.stem for p in DEFAULT_DIR.glob("*.db")) if DEFAULT_DIR.is_dir() else []
-        raise EscaleError(f"study: {name!r} has no file {DEFAULT_DIR / (name + '.db')} "
-                          f"(studies there: {', '.join(found) or 'none'}; or pass --storage URL)")
-    url = storage_url(storage, name)
+    """Open an existing study by name (default storage: ``reports/studies/<name>.db``); never creates one.
+
+    The one reader of saved studies: ``escale study``, ``escale plot study`` and ``escale report`` use it.
+    """
+    url = f"sqlite:///{DEFAULT_DIR / (name + '.db')}" if storage is None else (
+        storage if "://" in storage else f"sqlite:///{storage}")
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        if not db.is_file():  # Optuna would create an empty database; say what is missing instead
+            found = sorted(p.stem for p in db.parent.glob("*.db")) if db.parent.is_dir() else []
+            raise EscaleError(f"study: {name!r} not found: no database at {db} (databases there: "
+                              f"{', '.join(found) or 'none'}; run escale propose first, or pass --storage URL)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.load_study(study_name=name, storage=open_storage(url, None))
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
-        raise EscaleError(f"study: {name!r} is not in {shown_url(url)} (found: {', '.join(names) or 'none'})") from None
+        raise EscaleError(f"study: {name!r} not found in {shown_url(url)} "
+                          f"(studies there: {', '.join(names) or 'none'})") from None
 
 
 def _norm(value: Any) -> Any:
