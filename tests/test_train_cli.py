@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from escale.cli.main import main
 
 TINY = ["ESeg-Lite-S", "--set", "encoder.width=0.25", "--set", "encoder.depth=0.3", "--set", "decoder.channels=16",
         "--set", "decoder.max_level=6", "--input-size", "64x128", "--batch-size", "2", "--eval-images", "2"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine two made these tiny steps ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_train_json(capsys):

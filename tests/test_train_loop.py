@@ -23,15 +23,6 @@ from escale.train import (
 FAST = {"input_size": (64, 128), "batch_size": 2, "eval_images": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine two made these tiny steps ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_lr_schedule_warms_up_then_follows_a_cosine_to_zero():
     assert [lr_at(s, 10, 1.0, warmup_steps=2) for s in (0, 1)] == [0.5, 1.0]
     assert lr_at(2, 10, 1.0, warmup_steps=2) == pytest.approx(1.0)
