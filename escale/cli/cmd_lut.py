@@ -130,11 +130,7 @@ def _predict(args: argparse.Namespace) -> int:
         rows.append({"name": spec.name, "spec_id": spec.spec_id, "predicted_latency_ms": p.latency_ms,
                      "kernel_sum_ms": p.sum_ms, "calibrated": p.calibrated, "kernels": p.n_kernels,
                      "kernels_in_table": p.n_found, "kernels_estimated": p.n_estimated, "unpriced": p.unpriced})
-    if args.format == "json":
-        render.emit_json(rows)
-        return 0
-    if args.format == "csv":
-        render.emit_csv(rows)
+    if render.emit_machine(rows, args.format):
         return 0
     t = pred.table
     cols = [("name", "left"), ("spec_id", "left"), ("predicted ms", "right"), ("kernel sum ms", "right"),

@@ -33,11 +33,7 @@ def _show(args: argparse.Namespace) -> int:
     study = load_study(args.name, storage=args.storage)
     frame = trials_frame(study) if args.all else pareto_frame(study)
     rows = frame.to_dict(orient="records")
-    if args.format == "json":
-        render.emit_json(rows)
-        return 0
-    if args.format == "csv":
-        render.emit_csv(rows)
+    if render.emit_machine(rows, args.format):
         return 0
     out = [_row(r) for r in rows]
     ua = study.user_attrs

@@ -43,6 +43,17 @@ def emit_csv(rows: list[dict[str, Any]]) -> None:
     sys.stdout.write(buf.getvalue())
 
 
+def emit_machine(rows: list[dict[str, Any]], fmt: str) -> bool:
+    """Write ``rows`` as JSON or CSV when ``fmt`` asks for it; False for ``table`` (the caller renders)."""
+    if fmt == "json":
+        emit_json(rows)
+        return True
+    if fmt == "csv":
+        emit_csv(rows)
+        return True
+    return False
+
+
 def table(title: str, columns: list[tuple[str, str]], rows: Iterable[list[str]], caption: str = "") -> None:
     """Print a rich table; ``columns`` are (header, justify) pairs."""
     t = Table(title=title, caption=caption, caption_justify="left")
