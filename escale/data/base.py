@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from escale.errors import EscaleError, RegistryError
+from escale.errors import EscaleError
+from escale.registry import Registry
 
 IGNORE_INDEX = 255
 SPLITS = ("train", "val")
@@ -54,14 +55,12 @@ def canonical_split(split: str, aliases: dict[str, str] | None = None) -> str:
 
 # --- registry ----------------------------------------------------------------------------------------
 Factory = Callable[..., SegDataset]
-_REGISTRY: dict[str, Factory] = {}
+_REGISTRY: Registry[Factory] = Registry("dataset", "dataset: ")
 
 
 def register_dataset(name: str, factory: Factory) -> None:
     """Register ``factory(split=, root=, size=, seed=) -> SegDataset`` under ``name``."""
-    if name in _REGISTRY:
-        raise RegistryError(f"dataset: {name!r} is already registered (registered: {', '.join(_REGISTRY)})")
-    _REGISTRY[name] = factory
+    _REGISTRY.add(name, factory)
 
 
 def dataset_names() -> list[str]:
@@ -76,14 +75,13 @@ def make_dataset(name: str, split: str = "train", root: str | Path | None = None
     are resized to it (bilinear / nearest); ``None`` keeps their native size. ``seed`` only affects
     the synthetic dataset.
     """
-    if name not in _REGISTRY:
-        raise RegistryError(f"dataset: {name!r} is unknown (allowed: {', '.join(_REGISTRY)})")
+    factory = _REGISTRY[name]  # unknown name: one line listing the available ones
     if size is not None:
         if (not isinstance(size, (tuple, list)) or len(size) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise DatasetError(f"size: {size!r} is not an (H, W) pair of positive integers")
         size = (int(size[0]), int(size[1]))
-    return _REGISTRY[name](split=split, root=root, size=size, seed=seed)
+    return factory(split=split, root=root, size=size, seed=seed)
 
 
 # --- file-backed datasets ------------------------------------------------------------------------------

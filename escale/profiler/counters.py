@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from escale.errors import BackendUnavailableError, RegistryError
+from escale.errors import BackendUnavailableError
 from escale.models import build_model
 from escale.profiler.dispatch import CATEGORIES, count_ops
+from escale.registry import Registry
 from escale.spec import ESegSpec
 
 PARTS = {"encoder": "encoder", "extra": "encoder", "decoder": "decoder", "fusion": "head", "head": "head"}
@@ -61,19 +62,12 @@ class Counter:
         raise NotImplementedError
 
 
-COUNTERS: dict[str, type[Counter]] = {}
-
-
-def register_counter(cls: type[Counter]) -> type[Counter]:
-    if cls.name in COUNTERS:
-        raise RegistryError(f"counter: {cls.name!r} is already registered")
-    COUNTERS[cls.name] = cls
-    return cls
+COUNTERS: Registry[type[Counter]] = Registry("counter", "--counter: ")
+register_counter = COUNTERS.decorator()
 
 
 def get_counter(name: str) -> Counter:
-    if name not in COUNTERS:
-        raise RegistryError(f"--counter: {name!r} is unknown (available: {', '.join(COUNTERS)})")
+    """An instance of the named counter; unknown or unavailable names raise one-line errors."""
     counter = COUNTERS[name]()
     ok, why = counter.is_available()
     if not ok:

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from escale.errors import BackendUnavailableError, RegistryError, SpecError
+from escale.errors import BackendUnavailableError, SpecError
 from escale.profiler.latency.timing import TimingConfig, TimingStats
+from escale.registry import Registry
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("cpu", "cuda")
@@ -91,21 +92,12 @@ def coerce_option(name: str, value: Any, default: Any) -> Any:
     return str(value)
 
 
-BACKENDS: dict[str, type[LatencyBackend]] = {}
-
-
-def register_backend(cls: type[LatencyBackend]) -> type[LatencyBackend]:
-    """Class decorator: add a backend to :data:`BACKENDS` (a name registered twice is an error)."""
-    if not cls.name or cls.name in BACKENDS:
-        raise RegistryError(f"latency backend: {cls.name!r} is already registered or empty")
-    BACKENDS[cls.name] = cls
-    return cls
+BACKENDS: Registry[type[LatencyBackend]] = Registry("latency backend", "--latency: backend ")
+register_backend = BACKENDS.decorator()
 
 
 def get_backend(name: str) -> LatencyBackend:
     """An instance of the named backend; an unknown name lists the known ones."""
-    if name not in BACKENDS:
-        raise RegistryError(f"--latency: backend {name!r} is unknown (available: {', '.join(BACKENDS)})")
     return BACKENDS[name]()
 
 
