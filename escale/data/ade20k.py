@@ -16,6 +16,7 @@ from escale.data.base import (
     FileSegDataset,
     build_lut,
     canonical_split,
+    pair_images,
     register_dataset,
     require_dir,
 )
@@ -66,15 +67,10 @@ def find_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Path]]:
     sub = SPLIT_DIRS[split]
     img_dir = require_dir(base / "images" / sub, f"ade20k split {split!r}")
     ann_dir = require_dir(base / "annotations" / sub, f"ade20k split {split!r}")
-    pairs = []
-    for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS):
-        ann = ann_dir / (img.stem + ".png")
-        if not ann.is_file():
-            raise DatasetError(f"ade20k: {str(ann)!r} is missing (the annotation of {img.name})")
-        pairs.append((img, ann))
-    if not pairs:
-        raise DatasetError(f"ade20k: no images ({', '.join(IMAGE_EXTS)}) in {str(img_dir)!r}")
-    return pairs
+    return pair_images(
+        "ade20k", [p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS],
+        lambda img: ann_dir / (img.stem + ".png"), "annotation",
+        f"no images ({', '.join(IMAGE_EXTS)}) in {str(img_dir)!r}")
 
 
 def _factory(split: str, root: str | Path | None, size: tuple[int, int] | None, seed: int) -> ADE20K:

@@ -143,6 +143,20 @@ class FileSegDataset(SegDataset):
         return pixels.float().div_(255.0), torch.from_numpy(target)  # (3, H, W), (H, W)
 
 
+def pair_images(dataset: str, images: list[Path], label_of: Callable[[Path], Path], role: str,
+                none_found: str) -> list[tuple[Path, Path]]:
+    """(image, label) pairs for sorted ``images``; a missing label file or no image at all is one error line."""
+    pairs = []
+    for img in sorted(images):
+        lbl = label_of(img)
+        if not lbl.is_file():
+            raise DatasetError(f"{dataset}: {str(lbl)!r} is missing (the {role} of {img.name})")
+        pairs.append((img, lbl))
+    if not pairs:
+        raise DatasetError(f"{dataset}: {none_found}")
+    return pairs
+
+
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"{what}: {str(path)!r} does not exist or is not a directory")

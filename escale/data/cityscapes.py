@@ -16,6 +16,7 @@ from escale.data.base import (
     FileSegDataset,
     build_lut,
     canonical_split,
+    pair_images,
     register_dataset,
     require_dir,
 )
@@ -48,16 +49,10 @@ def find_pairs(root: str | Path | None, split: str) -> list[tuple[Path, Path]]:
     root = require_dir(Path(root), "data_root")
     img_dir = require_dir(root / "leftImg8bit" / split, f"cityscapes split {split!r}")
     lbl_dir = require_dir(root / "gtFine" / split, f"cityscapes split {split!r}")
-    pairs = []
-    for img in sorted(img_dir.glob(f"*/*{IMG_SUFFIX}")):
-        city = img.parent.name
-        lbl = lbl_dir / city / (img.name[: -len(IMG_SUFFIX)] + LBL_SUFFIX)
-        if not lbl.is_file():
-            raise DatasetError(f"cityscapes: {str(lbl)!r} is missing (the label of {img.name})")
-        pairs.append((img, lbl))
-    if not pairs:
-        raise DatasetError(f"cityscapes: no '*{IMG_SUFFIX}' images under {str(img_dir)!r}/<city>/")
-    return pairs
+    return pair_images(
+        "cityscapes", list(img_dir.glob(f"*/*{IMG_SUFFIX}")),
+        lambda img: lbl_dir / img.parent.name / (img.name[: -len(IMG_SUFFIX)] + LBL_SUFFIX), "label",
+        f"no '*{IMG_SUFFIX}' images under {str(img_dir)!r}/<city>/")
 
 
 def _factory(split: str, root: str | Path | None, size: tuple[int, int] | None, seed: int) -> Cityscapes:
