@@ -2,11 +2,19 @@
 
 >>> import escale
 >>> rec = escale.profile(escale.preset("ESeg-S"))        # params and MACs at 1024x2048
+>>> rec = escale.profile("timm:resnet50", input_size=(224, 224))   # any timm model or nn.Module
 >>> model = escale.build_model(escale.preset("ESeg-S"))  # a torch.nn.Module
 >>> rec = escale.train(spec, dataset="synthetic", steps=50, input_size=(64, 128))   # escale.train package
 """
 
-from escale.errors import BackendUnavailableError, CheckpointError, EscaleError, RegistryError, SpecError
+from escale.errors import (
+    BackendUnavailableError,
+    CheckpointError,
+    EscaleError,
+    RegistryError,
+    SpecError,
+    SpecNote,
+)
 from escale.spec import DecoderSpec, EncoderSpec, ESegSpec, family, load_spec, preset
 
 __version__ = "0.1.0"
@@ -19,11 +27,12 @@ def build_model(spec, device=None):  # noqa: ANN001, ANN201 - thin lazy wrapper,
     return _build(spec, device=device)
 
 
-def profile(spec, input_size=(1024, 2048), counter="dispatch"):  # noqa: ANN001, ANN201
-    """Params and MACs of a spec; see :func:`escale.profile.profile`."""
+def profile(target, input_size=None, counter="dispatch", **kwargs):  # noqa: ANN001, ANN003, ANN201
+    """Params and MACs of a spec, preset, YAML path, ``timm:<model>`` or any nn.Module; see
+    :func:`escale.profiler.profile`."""
     from escale.profiler import profile as _profile
 
-    return _profile(spec, input_size=input_size, counter=counter)
+    return _profile(target, input_size=input_size, counter=counter, **kwargs)
 
 
 def records_to_frame(records):  # noqa: ANN001, ANN201
@@ -47,5 +56,5 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy subpackages (torch is
 
 __all__ = [
     "BackendUnavailableError", "CheckpointError", "DecoderSpec", "ESegSpec", "EncoderSpec", "EscaleError",
-    "RegistryError", "SpecError", "build_model", "family", "load_spec", "preset", "profile", "records_to_frame",
+    "RegistryError", "SpecError", "SpecNote", "build_model", "family", "load_spec", "preset", "profile", "records_to_frame",
 ]

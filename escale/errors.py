@@ -24,3 +24,10 @@ class BackendUnavailableError(EscaleError, RuntimeError):
 
 class CheckpointError(EscaleError, RuntimeError):
     """A checkpoint file is missing or does not match the model."""
+
+
+class SpecNote(UserWarning):
+    """Something escale changed in a spec on the user's behalf (e.g. fields reset by a backbone switch).
+
+    The CLI prints it as one line (``escale: note: ...``); API users see a Python warning.
+    """

@@ -63,19 +63,25 @@ def test_spec_show_round_trips(capsys):
     (["profile", "ESeg-S", "--set", "nonsense"], "--set: 'nonsense' is not key=value"),
     (["profile", "ESeg-S", "--input-size", "big"], "--input-size: 'big'"),
     (["profile", "ESeg-S", "--counter", "magic"], "--counter: 'magic' is unknown (available: dispatch"),
-    (["profile"], "give SPEC(s) or --family"),
+    (["profile"], "give MODEL(s) or --family"),
 ])
 def test_bad_input_is_one_line_and_nonzero(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
     assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_small_input_reports_failure_but_keeps_other_results(capsys, tmp_path):
+def test_a_model_that_cannot_run_fails_alone_and_keeps_other_results(capsys, tmp_path):
     ok = tmp_path / "p8.yaml"
     ok.write_text(escale.preset("ESeg-Lite-S").with_overrides({"name": "lite-p8", "decoder.max_level": 8}).to_yaml())
-    code, out, err = run(capsys, "profile", "ESeg-S", str(ok), "--input-size", "256x512", "--format", "json")
-    assert code == 1 and "ESeg-S: input_size: 256x512 is too small" in err
-    assert [r["name"] for r in json.loads(out)] == ["lite-p8"]  # the good spec's result is still reported
+    # a ViT asserts its input size; ESeg runs at any size (here P8 is 1x2: 2^8 > 256)
+    code, out, err = run(capsys, "profile", "timm:vit_tiny_patch16_224", str(ok), "--input-size", "128x256",
+                         "--format", "json")
+    assert code == 1 and err.count("\n") == 1
+    assert "vit_tiny_patch16_224 cannot run at 128x256 (AssertionError: Input height (128)" in err
+    (rec,) = json.loads(out)  # the good spec's result is still reported, with the collapsed level named
+    assert rec["name"] == "lite-p8" and rec["notes"] == ["P8 is 1x1 at 128x256 (levels below one pixel are clamped to 1)"]
+    code, _, err = run(capsys, "profile", "timm:vit_tiny_patch16_224", "--input-size", "256x512")
+    assert code == 2 and "cannot run at 256x512" in err  # the only model failed: an input error
     bad = tmp_path / "bad.yaml"
     bad.write_text("encoder: {width: 1.0\n")
     code, _, err = run(capsys, "profile", str(bad))

@@ -112,9 +112,16 @@ def test_counter_registry_errors():
     assert list(COUNTERS)[:3] == ["dispatch", "fvcore", "thop"]
 
 
-def test_profile_rejects_small_inputs(tiny_spec):
-    with pytest.raises(escale.SpecError, match="input_size: 32x64 is too small"):
-        escale.profile(tiny_spec, input_size=(32, 64))
+def test_profile_runs_below_the_top_level_and_says_which_levels_collapse(tiny_spec):
+    rec = escale.profile(tiny_spec, input_size=(32, 64))  # P6 would be 0.5x1
+    assert rec.notes == ["P6 is 1x1 at 32x64 (levels below one pixel are clamped to 1)"] and rec.macs > 0
+    assert escale.profile(tiny_spec, input_size=(64, 64)).notes == []
+    real = escale.build_model(tiny_spec).eval()
+    with torch.no_grad():
+        assert real(torch.zeros(1, 3, 32, 64)).shape == (1, 19, 32, 64)
+    for bad in ((0, 64), (32,), (32.0, 64)):
+        with pytest.raises(escale.SpecError, match="input_size"):
+            escale.profile(tiny_spec, input_size=bad)
 
 
 def test_record_dict_and_frame(family_records):

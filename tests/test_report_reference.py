@@ -8,7 +8,7 @@ import pytest
 
 from escale.errors import EscaleError
 from escale.report import paper_miou, paper_points
-from escale.spec.presets import PAPER_FIGURES
+from escale.spec import paper_configs
 
 # Table 4's printed "Ratio" columns (params ratio, FLOPs ratio) vs the ESeg model of the same block.
 TABLE4_RATIOS = {
@@ -40,9 +40,11 @@ def test_table4_matches_its_printed_ratios():
 
 def test_table4_eseg_rows_agree_with_the_presets_paper_figures():
     t4 = paper_points("Table 4").set_index("model")
+    configs = {c.label: c for c in paper_configs()}
     for name in ("ESeg-S", "ESeg-M", "ESeg-L"):
-        assert t4.loc[name, "params_m"] == PAPER_FIGURES[name]["params_m"]
-        assert t4.loc[name, "gmacs"] == PAPER_FIGURES[name]["gmacs"]
+        assert configs[name].source == "Table 4"
+        assert t4.loc[name, "params_m"] == configs[name].params_m
+        assert t4.loc[name, "gmacs"] == configs[name].gmacs
     assert t4.loc["ESeg-L", ["miou", "miou_extra_data"]].tolist() == [82.6, 84.8]
 
 

@@ -9,6 +9,7 @@ import pytest
 from search_common import TINY
 
 import escale
+from escale.errors import SpecError
 from escale.search import SpaceError, load_space, space_from_dict
 from escale.search.proxy import FITS, level_penalty, proxy_miou
 
@@ -25,7 +26,7 @@ def test_shipped_spaces_hold_their_paper_presets() -> None:
     full = load_space(ROOT / "spaces" / "eseg.yaml")
     assert list(lite.presets_inside()) == ["ESeg-Lite-S", "ESeg-Lite-M", "ESeg-Lite-L"]
     assert list(full.presets_inside()) == ["ESeg-S", "ESeg-M", "ESeg-L"]
-    assert lite.presets_inside((256, 512)) == {}  # P9 needs 512x512
+    assert list(lite.presets_inside((256, 512))) == list(lite.presets_inside())  # P9 is 1x1 there, and runs
     assert lite.base.encoder.act == "relu" and lite.base.decoder.min_level == 3 and not lite.base.encoder.se
     assert full.base.encoder.block == "mbconv" and full.base.decoder.min_level == 2
     for space in (lite, full):
@@ -84,9 +85,9 @@ def test_unknown_field_invalid_combination_and_input_size() -> None:
     with pytest.raises(SpaceError, match="also listed under fixed"):
         space_from_dict({**TINY, "fixed": {"decoder.repeats": 1}})
     space = space_from_dict(TINY)
-    space.check_input_size((64, 128))
-    with pytest.raises(SpaceError, match=r"max_level goes up to 6.*at least 64x64; got 32x64 \(allowed at this size: max_level <= 5\)"):
-        space.check_input_size((32, 64))
+    space.check_input_size((32, 64))  # P6 is 1x1 there: the models run
+    with pytest.raises(SpecError, match=r"input_size: 0x64 is not allowed \(allowed: H and W >= 1\)"):
+        space.check_input_size((0, 64))
 
 
 def test_malformed_yaml_and_missing_file(tmp_path: Path) -> None:

@@ -109,8 +109,8 @@ def test_bad_arguments_and_devices(tiny_spec):
         escale.train.train(tiny_spec, steps=0, **FAST)
     with pytest.raises(SpecError, match="lr"):
         escale.train.train(tiny_spec, steps=1, lr=float("nan"), **FAST)
-    with pytest.raises(SpecError, match="too small"):
-        escale.train.train(tiny_spec, steps=1, input_size=(32, 32))
+    with pytest.raises(SpecError, match="input_size"):
+        escale.train.train(tiny_spec, steps=1, input_size=(0, 32))
     with pytest.raises(SpecError, match="batch_size: 1 cannot train BatchNorm at P6, which is 1x1 at 64x64"):
         escale.train.train(tiny_spec, steps=1, input_size=(64, 64), batch_size=1)
     assert resolve_device("cpu", None) == (torch.device("cpu"), False)

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec).with_overrides(args.set)
     h, w = parse_input_size(args.input_size)
     output = args.output or f"{spec.name}-{h}x{w}-b{args.batch}{SUFFIX[args.to]}"
+    note = spec.check_input_size((h, w)) and spec.input_size_note((h, w))
     if args.to == "onnx":
         from escale.profiler.latency.onnxrt import export_spec_onnx
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
         info = export_spec_engine(spec, output, (h, w), args.batch, precision=args.precision,
                                   workspace_mb=args.workspace_mb, opset=args.opset)
+    info["notes"] = [note] if note else []
     if args.format == "json":
         render.emit_json([info])
         return 0
@@ -52,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
                         "softmax_folded", "engine_cache_hit") if k in info]
     rows = [[k, f"{info[k]:.3g}" if isinstance(info[k], float) else str(info[k])] for k in keys]
     render.table(f"escale export {spec.name} --to {args.to} ({h}x{w}, batch {args.batch})",
-                 [("field", "left"), ("value", "left")], rows)
+                 [("field", "left"), ("value", "left")], rows, "\n".join(info["notes"]))
     return 0

@@ -76,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
     worst = sorted((v, k) for k, v in rec.iou_per_class.items() if v is not None)[:3]
     caption = (f"Single scale, {rec.eval_images} validation images, device={rec.device}, amp={rec.amp}, "
                f"ema={rec.ema}, batch {rec.batch_size}, lr {rec.lr:g}.\nLowest IoU: "
-               + ", ".join(f"{k} {100 * v:.1f}%" for v, k in worst))
+               + ", ".join(f"{k} {100 * v:.1f}%" for v, k in worst) + "".join(f"\n{n}" for n in rec.notes))
     render.table(f"escale train — {rec.dataset}, {rec.steps} steps", columns, rows, caption)
     return 0

@@ -6,8 +6,9 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
-from escale.errors import EscaleError
+from escale.errors import EscaleError, SpecNote
 
 EXIT_USAGE = 2
 
@@ -31,9 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_note(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Notes escale gives on the user's behalf (``SpecNote``) as one line; other warnings as Python prints them."""
+    if issubclass(category, SpecNote):
+        print(f"escale: note: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", SpecNote)
+        warnings.showwarning = _show_note
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except EscaleError as exc:

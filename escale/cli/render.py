@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 FORMATS = ("table", "json", "csv")
-stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+# In a terminal rich follows its width; in logs and pipes, $COLUMNS if set, else 200 characters.
+stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200))
 stderr = Console(stderr=True)
 
 
@@ -55,13 +57,34 @@ def emit_machine(rows: list[dict[str, Any]], fmt: str) -> bool:
 
 
 def table(title: str, columns: list[tuple[str, str]], rows: Iterable[list[str]], caption: str = "") -> None:
-    """Print a rich table; ``columns`` are (header, justify) pairs."""
-    t = Table(title=title, caption=caption, caption_justify="left")
-    for header, justify in columns:
-        t.add_column(header, justify=justify)
+    """Print a rich table; ``columns`` are (header, justify) pairs. Nothing is ever cut to "…".
+
+    Right-justified (numeric) columns keep their full width; left-justified text may wrap inside its cell
+    when that makes the table fit the terminal. A table that cannot fit is printed at its natural width
+    (the terminal wraps the lines) rather than cut.
+    """
+    rows = [list(r) for r in rows]
+    t = Table(title=title)
+    natural = squeezed = 1
+    for i, (header, justify) in enumerate(columns):
+        longest = max([len(header)] + [len(r[i]) for r in rows])
+        numeric = justify == "right"
+        width = longest if numeric else min(longest, TEXT_MIN_WIDTH)
+        t.add_column(header, justify=justify, no_wrap=numeric, overflow="fold", min_width=width)
+        natural, squeezed = natural + longest + 3, squeezed + width + 3
     for row in rows:
         t.add_row(*row)
-    stdout.print(t)
+    width = stdout.width
+    try:  # Console.print(width=) cannot exceed the console's width: widen the console for this table
+        stdout.width = width if squeezed <= width else natural
+        stdout.print(t, crop=False)
+    finally:
+        stdout.width = width
+    if caption:  # below the table at the terminal's width, not squeezed to a narrow table's
+        stdout.print(caption, highlight=False, markup=False)
+
+
+TEXT_MIN_WIDTH = 12  # a text column narrower than its longest cell wraps inside the cell, never below this
 
 
 @contextmanager

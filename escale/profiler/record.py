@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from escale.spec import ESegSpec, paper_figures
+from escale.spec import ESegSpec, paper_reference
 
 UNITS = {
     "params": "count of parameters",
     "macs": "multiply-adds (one fused multiply-add = 1; the paper's 'FLOPs'), batch 1",
     "other_ops": "elementwise/resize/pooling/reduction operations, counted apart from MACs",
     "input_size": "(H, W) pixels",
+    "macs_by_module": "multiply-adds per module path, summed to module_depth levels ('' = the model itself)",
 }
 
 
@@ -36,7 +37,13 @@ class ProfileRecord:
     spec: dict[str, Any]
     paper_params_m: float | None = None
     paper_gmacs: float | None = None
-    paper_source: str | None = None
+    paper_source: str | None = None  # the table giving the figures, e.g. "Table 1 P2-P5"; None: not a paper model
+    kind: str = "eseg"  # "eseg" (a spec) or "module" (any nn.Module: no parts, levels or paper figures)
+    source: str | None = None  # how a module was given: "timm:resnet50", "module:pkg.mod:fn", a class name
+    macs_by_module: dict[str, int] = field(default_factory=dict)
+    params_by_module: dict[str, int] = field(default_factory=dict)
+    module_depth: int = 3
+    notes: list[str] = field(default_factory=list)  # e.g. "P8-P9 are 1x1 at 128x256 (...)"
     extra: dict[str, Any] = field(default_factory=dict)  # latency, memory, environment (other issues)
 
     @property
@@ -53,8 +60,8 @@ class ProfileRecord:
 
     @property
     def gmacs_dev_pct(self) -> float | None:
-        """Deviation from the paper's FLOPs; only meaningful at the paper's 1024x2048."""
-        if self.paper_gmacs is None or tuple(self.input_size) != (1024, 2048):
+        """Deviation from the paper's FLOPs (a record carries them only at the paper's 1024x2048)."""
+        if self.paper_gmacs is None:
             return None
         return 100.0 * (self.gmacs / self.paper_gmacs - 1)
 
@@ -74,15 +81,18 @@ class ProfileRecord:
 
 
 def make_record(spec: ESegSpec, input_size: tuple[int, int], params: int, params_by_part: dict[str, int],
-                counted: Any) -> ProfileRecord:
-    paper = paper_figures(spec.name) or {}
+                counted: Any, **fields: Any) -> ProfileRecord:
+    """The record of an ESeg spec; paper figures only when the spec and input size are the paper's."""
+    paper = paper_reference(spec, input_size)
+    note = spec.input_size_note(input_size)
     return ProfileRecord(
         name=spec.name, spec_id=spec.spec_id, input_size=tuple(input_size), batch=1,
         counter=counted.counter, convention=counted.convention, params=params, params_by_part=params_by_part,
         macs=counted.macs, macs_by_part=counted.macs_by_part, macs_by_level=counted.macs_by_level,
         macs_by_operator=counted.macs_by_operator, other_ops=counted.other_ops,
         ops_not_counted=counted.ops_not_counted, spec=spec.to_dict(),
-        paper_params_m=paper.get("params_m"), paper_gmacs=paper.get("gmacs"), paper_source=paper.get("source"),
+        paper_params_m=paper.params_m if paper else None, paper_gmacs=paper.gmacs if paper else None,
+        paper_source=paper.source if paper else None, notes=[note] if note else [], **fields,
     )
 
 
@@ -92,17 +102,22 @@ def records_to_frame(records: list[ProfileRecord]):
 
     rows = []
     for r in records:
-        enc, dec = r.spec["encoder"], r.spec["decoder"]
+        row: dict[str, Any] = {"name": r.name, "kind": r.kind, "spec_id": r.spec_id,
+                               "input_size": f"{r.input_size[0]}x{r.input_size[1]}"}
+        if r.kind == "eseg":
+            enc, dec = r.spec["encoder"], r.spec["decoder"]
+            row.update({"width": enc["width"], "depth": enc["depth"], "block": enc["block"],
+                        "fused_stages": enc["fused_stages"], "se": enc["se"], "act": enc["act"],
+                        "backbone": enc["backbone"], "channels": dec["channels"], "repeats": dec["repeats"],
+                        "min_level": dec["min_level"], "max_level": dec["max_level"]})
+        else:
+            row["source"] = r.source
         rows.append({
-            "name": r.name, "spec_id": r.spec_id, "input_size": f"{r.input_size[0]}x{r.input_size[1]}",
-            "width": enc["width"], "depth": enc["depth"], "block": enc["block"], "fused_stages": enc["fused_stages"],
-            "se": enc["se"], "act": enc["act"], "backbone": enc["backbone"],
-            "channels": dec["channels"], "repeats": dec["repeats"],
-            "min_level": dec["min_level"], "max_level": dec["max_level"],
-            "params": r.params, "params_m": r.params_m, "macs": r.macs, "gmacs": r.gmacs,
+            **row, "params": r.params, "params_m": r.params_m, "macs": r.macs, "gmacs": r.gmacs,
             **{f"macs_{p}": v for p, v in r.macs_by_part.items()},
-            "paper_params_m": r.paper_params_m, "paper_gmacs": r.paper_gmacs,
+            "paper_params_m": r.paper_params_m, "paper_gmacs": r.paper_gmacs, "paper_source": r.paper_source,
             "params_dev_pct": r.params_dev_pct, "gmacs_dev_pct": r.gmacs_dev_pct, "counter": r.counter,
+            "notes": "; ".join(r.notes) or None,
             **{k: v for k, v in r.extra.items() if not isinstance(v, (dict, list))},
         })
     return pd.DataFrame(rows)

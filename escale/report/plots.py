@@ -342,9 +342,9 @@ def plot_flops_breakdown(records) -> Figure:
     The total (B multiply-adds) is written above each bar; levels P6–P9 include the 1×1 squeeze-excite
     maps ("global"). ``records`` are saved ProfileRecords (``macs_by_part``, ``macs_by_level``).
     """
-    records = list(records)
+    records = [r for r in records if r.kind == "eseg"]  # generic modules have no parts or levels
     if not records:
-        raise EscaleError("breakdown: no records to plot")
+        raise EscaleError("breakdown: no ESeg records to plot (generic modules: escale profile --by module)")
     names = [r.name for r in records]
     idx = np.arange(len(records))
     with paper_style():

@@ -9,7 +9,7 @@ from typing import Any
 
 from escale.errors import EscaleError
 from escale.report.reference import paper_miou
-from escale.spec import ESegSpec
+from escale.spec import ESegSpec, paper_model_name
 
 # Measured by the latency backends when a record carries them (ProfileRecord.extra); shown only then.
 LATENCY_COLUMNS = ("latency_ms", "latency_p90_ms", "fps", "peak_mem_mb")
@@ -19,7 +19,7 @@ LATENCY_META = {"latency_input_size": "latency_input_size", "backend": "latency_
 VOLATILE_ENV_KEYS = ("load_avg_1m",)  # differ between records of one run; shown apart
 # Exact, machine-independent columns of the committed family table (checked by the tests).
 FAMILY_COLUMNS = ("name", "input_size", "width", "depth", "block", "channels", "repeats", "levels", "params",
-                  "macs", "params_m", "gmacs", "paper_params_m", "paper_gmacs", "params_dev_pct",
+                  "macs", "params_m", "gmacs", "paper_params_m", "paper_gmacs", "paper_source", "params_dev_pct",
                   "gmacs_dev_pct", "miou", "miou_source")
 
 
@@ -32,27 +32,32 @@ def family_table(records: Iterable[Any]):
 
     ``params`` is a count, ``macs`` multiply-adds at batch 1 (the paper's "FLOPs"), ``*_m`` millions,
     ``gmacs`` billions; ``*_dev_pct`` is escale vs the paper in percent (FLOPs only at 1024x2048).
-    ``miou`` (%) is the record's own (``extra["miou"]``, trained by escale) when present, else the paper's.
+    ``miou`` (%) is the record's own (``extra["miou"]``, trained by escale) when present, else the paper's
+    when the record's spec is a Table 3 model (matched by configuration, not by name). Records of generic
+    modules have no scaling columns.
     Latency columns (ms, FPS, MB) and the environment appear only when some record was measured.
     """
     import pandas as pd
 
     rows = []
     for r in records:
-        enc, dec = r.spec["encoder"], r.spec["decoder"]
-        block = ESegSpec.from_dict(r.spec).encoder.block_label
         trained = r.extra.get("miou")
-        paper = paper_miou(r.name)
-        row = {
-            "name": r.name, "input_size": f"{r.input_size[0]}x{r.input_size[1]}", "width": enc["width"],
-            "depth": enc["depth"], "block": block, "channels": dec["channels"], "repeats": dec["repeats"],
-            "levels": _level_range(dec), "params": int(r.params), "macs": int(r.macs),
+        spec = ESegSpec.from_dict(r.spec) if r.kind == "eseg" else None
+        paper_name = paper_model_name(spec) if spec is not None else None  # by configuration, not by name
+        paper = paper_miou(paper_name) if paper_name else None
+        row = {"name": r.name, "input_size": f"{r.input_size[0]}x{r.input_size[1]}"}
+        if spec is not None:
+            dec = r.spec["decoder"]
+            row.update({"width": spec.encoder.width, "depth": spec.encoder.depth, "block": spec.encoder.block_label,
+                        "channels": dec["channels"], "repeats": dec["repeats"], "levels": _level_range(dec)})
+        row.update({
+            "params": int(r.params), "macs": int(r.macs),
             "params_m": round(r.params_m, 3), "gmacs": round(r.gmacs, 2),
-            "paper_params_m": r.paper_params_m, "paper_gmacs": r.paper_gmacs,
+            "paper_params_m": r.paper_params_m, "paper_gmacs": r.paper_gmacs, "paper_source": r.paper_source,
             "params_dev_pct": _round(r.params_dev_pct, 1), "gmacs_dev_pct": _round(r.gmacs_dev_pct, 1),
             "miou": trained if trained is not None else (paper[0] if paper else None),
             "miou_source": "escale train" if trained is not None else (f"paper {paper[1]}" if paper else None),
-        }
+        })
         for key in LATENCY_COLUMNS:
             if r.extra.get(key) is not None:
                 row[key] = float(r.extra[key])

@@ -72,8 +72,11 @@ class SearchSpace:
     def random_specs(self, n: int, seed: int = 0, exclude: set[str] | None = None,
                      input_size: tuple[int, int] | None = None) -> list[ESegSpec]:
         """``n`` distinct random specs (uniform over each distribution; seeded), skipping spec ids in
-        ``exclude`` and specs that cannot run at ``input_size``."""
+        ``exclude``; ``input_size`` (H, W), if given, is checked (every ESeg model runs at any valid size)."""
         import random
+
+        if input_size is not None:
+            self.check_input_size(input_size)
 
         rng, seen, out = random.Random(seed), set(exclude or ()), []
         for _ in range(200 * n):
@@ -82,8 +85,6 @@ class SearchSpace:
             params = {k: _draw(d, rng) for k, d in self.distributions.items()}
             spec = self.to_spec(params, name=f"random-{seed}-{len(out)}")
             if spec.spec_id in seen:
-                continue
-            if input_size is not None and 2 ** spec.decoder.max_level > min(input_size):
                 continue
             seen.add(spec.spec_id)
             out.append(spec)
@@ -106,30 +107,22 @@ class SearchSpace:
         return params if same else None
 
     def presets_inside(self, input_size: tuple[int, int] | None = None) -> dict[str, dict[str, Any]]:
-        """Paper presets (of ``family``, else all) that lie inside the space: name -> params."""
+        """Paper presets (of ``family``, else all) that lie inside the space: name -> params. ``input_size``
+        (H, W), if given, is checked (every preset runs at any valid size)."""
+        if input_size is not None:
+            self.check_input_size(input_size)
         out = {}
         for spec in family(self.family or "eseg"):
             params = self.params_of(spec)
-            if params is None:
-                continue
-            if input_size is not None:
-                try:
-                    spec.check_input_size(tuple(input_size))
-                except SpecError:
-                    continue
-            out[spec.name] = params
+            if params is not None:
+                out[spec.name] = params
         return out
 
     # --- checks ---------------------------------------------------------------------------------
     def check_input_size(self, input_size: tuple[int, int]) -> None:
-        """Reject a space whose largest ``decoder.max_level`` cannot run at ``input_size`` (H, W)."""
-        top = max(_values_or_range(self.distributions.get("decoder.max_level"), self.base.decoder.max_level))
-        need = 2 ** int(top)
-        h, w = input_size
-        if h < need or w < need:
-            allowed = int(math.log2(min(h, w)))
-            raise SpaceError(f"{self.source}: decoder.max_level goes up to {top}, which needs an input of at "
-                             f"least {need}x{need}; got {h}x{w} (allowed at this size: max_level <= {allowed})")
+        """Reject an input size no candidate can run at: (H, W) must be positive integers. Every ESeg model
+        runs at any such size (levels below one pixel are 1x1; see ``ESegSpec.input_size_note``)."""
+        self.base.check_input_size(tuple(input_size))
 
     def corners(self) -> list[dict[str, Any]]:
         """Every combination of range ends and categorical choices (for the joint validity check)."""

@@ -9,9 +9,18 @@ from escale.spec.core import (
     parse_input_size,
     parse_override,
 )
-from escale.spec.presets import FAMILIES, PAPER_FIGURES, TABLE3, family, load_spec, paper_figures, preset
+from escale.spec.paper import (
+    PAPER_INPUT_SIZE,
+    PaperConfig,
+    paper_config,
+    paper_configs,
+    paper_model_name,
+    paper_reference,
+)
+from escale.spec.presets import FAMILIES, TABLE3, edited_name, family, load_spec, preset
 
 __all__ = [
-    "EFFICIENTNET", "DecoderSpec", "EncoderSpec", "ESegSpec", "FAMILIES", "PAPER_FIGURES", "TABLE3",
-    "family", "field_paths", "load_spec", "paper_figures", "parse_input_size", "parse_override", "preset",
+    "EFFICIENTNET", "DecoderSpec", "EncoderSpec", "ESegSpec", "FAMILIES", "PAPER_INPUT_SIZE", "PaperConfig",
+    "TABLE3", "edited_name", "family", "field_paths", "load_spec", "paper_config", "paper_configs",
+    "paper_model_name", "paper_reference", "parse_input_size", "parse_override", "preset",
 ]

@@ -10,19 +10,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from escale.errors import SpecError
+from escale.errors import SpecError, SpecNote
 
 EFFICIENTNET = "efficientnet"
 BLOCKS = ("mbconv", "fused")
 ACTS = ("silu", "relu")
 NUM_STAGES = 7  # EfficientNet-B0 has seven MBConv stages
+# Encoder fields that only an EfficientNet backbone has, with the value every other backbone takes.
+EFFICIENTNET_ONLY = {"width": 1.0, "depth": 1.0, "block": "mbconv", "fused_stages": None, "se": True}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -95,7 +99,7 @@ class EncoderSpec:
         else:
             object.__setattr__(self, "fused_stages", None)
         if self.backbone != EFFICIENTNET:
-            for name, default in (("width", 1.0), ("depth", 1.0), ("block", "mbconv")):
+            for name, default in EFFICIENTNET_ONLY.items():
                 if getattr(self, name) != default:
                     raise SpecError(f"{p}.{name}: {getattr(self, name)!r} applies only to "
                                     f"backbone='{EFFICIENTNET}' (allowed with {self.backbone!r}: {default!r})")
@@ -205,8 +209,14 @@ class ESegSpec:
         canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
-    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> ESegSpec:
-        """Return a copy with dotted-path overrides, e.g. ``{"encoder.width": 1.2}`` or ``["decoder.repeats=3"]``."""
+    def with_overrides(self, overrides: dict[str, Any] | list[str], notes: list[str] | None = None) -> ESegSpec:
+        """A copy with dotted-path overrides, e.g. ``{"encoder.width": 1.2}`` or ``["decoder.repeats=3"]``.
+
+        An edited preset is renamed to show the edit (``ESeg-S+repeats=3``) unless ``name`` is set. Switching
+        ``encoder.backbone`` away from EfficientNet resets the EfficientNet-only fields the user did not set
+        (width, depth, block, fused_stages, se); that is said in one line, appended to ``notes`` or, when
+        ``notes`` is None, issued as a :class:`~escale.errors.SpecNote` warning.
+        """
         if isinstance(overrides, list):
             overrides = dict(parse_override(o) for o in overrides)
         data = self.to_dict()
@@ -220,19 +230,75 @@ class ESegSpec:
             if keys[-1] not in node or isinstance(node[keys[-1]], dict):
                 raise SpecError(f"{path}: unknown field (allowed: {', '.join(field_paths())})")
             node[keys[-1]] = value
-        return ESegSpec.from_dict(data)
+        note = _reset_efficientnet_fields(data["encoder"], overrides)
+        spec = ESegSpec.from_dict(data)
+        if "name" not in overrides:
+            from escale.spec.presets import edited_name
+
+            spec = dataclasses.replace(spec, name=edited_name(self.name, spec))
+        if note and notes is not None:
+            notes.append(note)
+        elif note:
+            warnings.warn(note, SpecNote, stacklevel=2)
+        return spec
 
     def check_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        """Validate an (H, W) input size: every level down to P{max_level} must exist without padding."""
+        """Validate an (H, W) input size: two positive integers.
+
+        An ESeg model runs at every such size: levels that would be smaller than one pixel are 1x1 (the
+        stride-2 convolutions and poolings round up), see :meth:`level_sizes` and :meth:`input_size_note`.
+        """
         if (not isinstance(input_size, (tuple, list)) or len(input_size) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in input_size)):
             raise SpecError(f"input_size: {input_size!r} is not an (H, W) pair of integers")
         h, w = input_size
-        need = 2 ** self.decoder.max_level
-        if h < need or w < need:
-            raise SpecError(f"input_size: {h}x{w} is too small to reach decoder.max_level="
-                            f"{self.decoder.max_level} (allowed: H and W >= {need})")
+        if h < 1 or w < 1:
+            raise SpecError(f"input_size: {h}x{w} is not allowed (allowed: H and W >= 1)")
         return int(h), int(w)
+
+    def level_sizes(self, input_size: tuple[int, int]) -> dict[int, tuple[int, int]]:
+        """(H, W) of every decoder level at ``input_size``: ceil(H / 2^l), ceil(W / 2^l), at least 1x1."""
+        h, w = self.check_input_size(tuple(input_size))
+        return {lv: (math.ceil(h / 2**lv), math.ceil(w / 2**lv)) for lv in self.decoder.levels}
+
+    def input_size_note(self, input_size: tuple[int, int]) -> str | None:
+        """One line naming the levels that collapse at ``input_size`` (e.g. "P8-P9 are 1x1 at 128x256"), or None.
+
+        A level collapses when 2^l exceeds H or W: it would be smaller than one pixel and is clamped to 1.
+        """
+        h, w = self.check_input_size(tuple(input_size))
+        runs: list[list] = []  # [first level, last level, (h, w)]
+        for lv, size in self.level_sizes((h, w)).items():
+            if 2**lv <= min(h, w):
+                continue
+            if runs and runs[-1][2] == size and runs[-1][1] == lv - 1:
+                runs[-1][1] = lv
+            else:
+                runs.append([lv, lv, size])
+        if not runs:
+            return None
+        parts = [(f"P{a} is" if a == b else f"P{a}-P{b} are") + f" {s[0]}x{s[1]}" for a, b, s in runs]
+        return f"{', '.join(parts)} at {h}x{w} (levels below one pixel are clamped to 1)"
+
+
+def _reset_efficientnet_fields(encoder: dict[str, Any], overrides: dict[str, Any]) -> str | None:
+    """For a non-EfficientNet backbone, reset the EfficientNet-only fields the overrides did not set; the note.
+
+    ``encoder.block=mbconv`` alone also clears ``fused_stages`` (it follows from the block; no note).
+    """
+    if overrides.get("encoder.block") == "mbconv" and "encoder.fused_stages" not in overrides:
+        encoder["fused_stages"] = None
+    if encoder.get("backbone") == EFFICIENTNET or "encoder.backbone" not in overrides:
+        return None
+    reset = []
+    for name, default in EFFICIENTNET_ONLY.items():
+        if f"encoder.{name}" not in overrides and encoder.get(name) != default:
+            reset.append(f"{name} {encoder[name]!r} -> {default!r}")
+            encoder[name] = default
+    if not reset:
+        return None
+    return (f"encoder.backbone={encoder['backbone']!r}: reset the EfficientNet-only fields the preset set "
+            f"({', '.join(reset)})")
 
 
 def _reject_unknown(prefix: str, data: dict[str, Any], cls: type) -> None:

@@ -1,9 +1,12 @@
-"""The paper's ESeg family (Table 3) as presets, with its published figures for comparison."""
+"""The paper's ESeg family (Table 3) as presets; published figures live in :mod:`escale.spec.paper`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
+
 from escale.errors import SpecError
-from escale.spec.core import DecoderSpec, EncoderSpec, ESegSpec
+from escale.spec.core import EFFICIENTNET, EFFICIENTNET_ONLY, DecoderSpec, EncoderSpec, ESegSpec
 
 # name: (encoder width, encoder depth, BiFPN channels, BiFPN repeats)        -- paper Table 3
 TABLE3: dict[str, tuple[float, float, int, int]] = {
@@ -13,17 +16,6 @@ TABLE3: dict[str, tuple[float, float, int, int]] = {
     "ESeg-S": (1.0, 1.1, 96, 4),
     "ESeg-M": (1.4, 1.8, 192, 5),
     "ESeg-L": (2.0, 3.1, 288, 6),
-}
-
-# Published size figures: params in millions, FLOPs in billions of multiply-adds at 1024x2048.
-# ESeg-S/M/L: Table 4 (Table 3's text gives 342B for ESeg-L); ESeg-Lite-S: section 3.2 ("17B FLOPs").
-PAPER_FIGURES: dict[str, dict[str, float | str | None]] = {
-    "ESeg-Lite-S": {"params_m": None, "gmacs": 17.0, "source": "Sec. 3.2"},
-    "ESeg-Lite-M": {"params_m": None, "gmacs": None, "source": "-"},
-    "ESeg-Lite-L": {"params_m": None, "gmacs": None, "source": "-"},
-    "ESeg-S": {"params_m": 6.9, "gmacs": 34.5, "source": "Table 4"},
-    "ESeg-M": {"params_m": 20.0, "gmacs": 112.0, "source": "Table 4"},
-    "ESeg-L": {"params_m": 70.5, "gmacs": 343.0, "source": "Table 4"},
 }
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -57,9 +49,51 @@ def family(name: str = "eseg") -> list[ESegSpec]:
     return [preset(n) for n in FAMILIES[name.lower()]]
 
 
-def paper_figures(name: str) -> dict[str, float | str | None] | None:
-    """Published params (M) and FLOPs (B multiply-adds at 1024x2048) for a preset name, if any."""
-    return PAPER_FIGURES.get(name)
+def edited_name(name: str, spec: ESegSpec) -> str:
+    """The name of ``spec`` derived from a preset named ``name``: the preset's own name when the spec equals a
+    preset, else ``<preset>+<field>=<value>,...`` listing the fields that differ (``ESeg-S+repeats=3``).
+
+    Names that do not start with a preset (``mine``, ``trial-3``) are kept as they are.
+    """
+    base = {k.lower(): k for k in TABLE3}.get(name.split("+", 1)[0].lower())
+    if base is None:
+        return name
+    same = _preset_ids().get(spec.spec_id)
+    if same is not None:
+        return same
+    edits = _differences(preset(base).to_dict(), spec.to_dict())
+    return f"{base}+{','.join(edits)}" if edits else base
+
+
+@lru_cache(maxsize=1)
+def _preset_ids() -> dict[str, str]:
+    return {preset(n).spec_id: n for n in TABLE3}
+
+
+def _differences(before: dict, after: dict) -> list[str]:
+    """``field=value`` for each field of ``after`` that differs from ``before`` (leaf names, spec order)."""
+    out = []
+    enc = after["encoder"]
+    implied = set(EFFICIENTNET_ONLY) if enc["backbone"] != EFFICIENTNET else set()
+    if enc["block"] != before["encoder"]["block"]:
+        implied.add("fused_stages")  # follows from the block type
+    for section in ("encoder", "decoder", None):
+        old, new = (before[section], after[section]) if section else (before, after)
+        for key, value in new.items():
+            if key in ("name", "encoder", "decoder") or old.get(key) == value:
+                continue
+            if section == "encoder" and key in implied:
+                continue
+            out.append(f"{key}={_short(value)}")
+    return out
+
+
+def _short(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace("\\", "/").rsplit("/", 1)[-1]  # a checkpoint path: its file name
 
 
 def load_spec(ref: str) -> ESegSpec:
@@ -67,5 +101,6 @@ def load_spec(ref: str) -> ESegSpec:
     if ref.lower() in {k.lower() for k in TABLE3}:
         return preset(ref)
     if ref.endswith((".yaml", ".yml", ".json")) or "/" in ref:
-        return ESegSpec.from_file(ref)
+        spec = ESegSpec.from_file(ref)  # a file that calls an edited preset by the preset's name is renamed
+        return replace(spec, name=edited_name(spec.name, spec))
     raise SpecError(f"spec: {ref!r} is neither a preset ({', '.join(TABLE3)}) nor a .yaml/.json file")

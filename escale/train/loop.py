@@ -168,8 +168,8 @@ def _check_batch_norm(spec: ESegSpec, input_size: tuple[int, int], batch_size: i
     h, w = (math.ceil(v / top) for v in input_size)
     if batch_size * h * w < 2:
         raise SpecError(f"batch_size: 1 cannot train BatchNorm at P{spec.decoder.max_level}, which is 1x1 at "
-                        f"{input_size[0]}x{input_size[1]} (allowed: batch_size >= 2, or an input at least "
-                        f"{2 * top} pixels on one side)")
+                        f"{input_size[0]}x{input_size[1]} (allowed: batch_size >= 2, or an input over "
+                        f"{top} pixels on one side)")
 
 
 def train(spec: ESegSpec | str, dataset: str = "synthetic", steps: int = 50,
@@ -212,12 +212,11 @@ def _train(spec: ESegSpec | str, dataset: str, steps: int, input_size: tuple[int
     spec = load_spec(spec) if isinstance(spec, str) else spec
     _check_args(steps, batch_size, lr, weight_decay, eval_images)
     dev, use_amp = resolve_device(device, amp)
-    input_size = tuple(input_size)
+    input_size = spec.check_input_size(tuple(input_size))
     train_set = make_dataset(dataset, "train", data_root, size=input_size, seed=0)
     val_set = make_dataset(dataset, "val", data_root, size=input_size, seed=0)
     if spec.num_classes != train_set.num_classes:
         spec = spec.with_overrides({"num_classes": train_set.num_classes})
-    spec.check_input_size(input_size)
     _check_batch_norm(spec, input_size, batch_size)
     config = {"spec_id": spec.spec_id, "dataset": dataset, "steps": steps, "input_size": list(input_size),
               "batch_size": batch_size, "lr": float(lr), "weight_decay": float(weight_decay), "seed": seed,
@@ -282,7 +281,8 @@ def _record(run: _Run, cm: ConfusionMatrix, session_seconds: float, eval_seconds
         iou_per_class={n: (None if math.isnan(v) else float(v))
                        for n, v in zip(run.val_set.class_names, ious, strict=True)},
         loss_history=list(run.losses), confusion_matrix=cm.counts.tolist(), resumed_from_step=run.start,
-        checkpoint=str(checkpoint) if checkpoint is not None else None, spec=spec.to_dict())
+        checkpoint=str(checkpoint) if checkpoint is not None else None, spec=spec.to_dict(),
+        notes=[n for n in [spec.input_size_note(tuple(cfg["input_size"]))] if n])
 
 
 def _resume(checkpoint: str | Path | None, config: dict, trainer: Trainer) -> tuple[int, float, list[float]]:

@@ -54,6 +54,7 @@ class TrainRecord:
     resumed_from_step: int = 0
     checkpoint: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "P8-P9 are 1x1 at 128x256 (...)"
 
     def to_dict(self) -> dict[str, Any]:
         """Every field plus the derived ``context_miou`` / ``context_accuracy`` (None outside synthetic)."""

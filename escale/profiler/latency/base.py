@@ -169,6 +169,7 @@ class LatencyResult:
     details: dict[str, Any] = field(default_factory=dict)
     samples_ms: list[float] = field(default_factory=list)
     cpu_samples_ms: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. "P8-P9 are 1x1 at 128x256 (...)"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -194,4 +195,5 @@ class LatencyResult:
             "latency_precision": self.precision, "latency_batch": self.batch, "latency_threads": self.threads,
             "latency_input_size": f"{self.input_size[0]}x{self.input_size[1]}", "latency_runs": self.runs,
             "device_name": self.env.get("device_name"), "env": self.env, "latency_details": self.details,
+            "latency_notes": self.notes,
         }
