@@ -70,9 +70,10 @@ def _row(r: dict) -> list[str]:
 def _list(args: argparse.Namespace) -> int:
     import optuna
 
-    from escale.search.study import DEFAULT_DIR, open_storage, shown_url
+    from escale.paths import studies_dir
+    from escale.search.study import open_storage, shown_url
 
-    urls = [args.storage] if args.storage else [f"sqlite:///{p}" for p in sorted(DEFAULT_DIR.glob("*.db"))]
+    urls = [args.storage] if args.storage else [f"sqlite:///{p}" for p in sorted(studies_dir().glob("*.db"))]
     rows = []
     for url in urls:
         for s in optuna.get_all_study_summaries(storage=open_storage(url, None)):

@@ -6,11 +6,11 @@ ms, feasible when <= 0, so ``study.best_trials`` is the feasible Pareto front an
 where infeasible candidates lie. A candidate predicted (latency table) or measured over budget is
 rejected before any training: the trial ends PRUNED with ``rejected_reason`` set.
 
-Storage is Optuna RDB: ``reports/studies/<study-name>.db`` (SQLite) by default, or any SQLAlchemy
-URL (PostgreSQL, MySQL). Re-running the same command resumes the study; several workers on one
-storage share it. Each running trial records a heartbeat; a trial whose worker died (SIGKILL, lost
-machine) is failed once its heartbeat is ``grace_s`` old and queued again once, so a killed worker
-loses only the trial it was running.
+Storage is Optuna RDB: ``<home>/studies/<study-name>.db`` (SQLite, :func:`escale.paths.studies_dir`) by
+default, or any SQLAlchemy URL (PostgreSQL, MySQL). Re-running the same command resumes the study;
+several workers on one storage share it. Each running trial records a heartbeat; a trial whose worker
+died (SIGKILL, lost machine) is failed once its heartbeat is ``grace_s`` old and queued again once, so
+a killed worker loses only the trial it was running.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from escale import paths
 from escale.errors import BackendUnavailableError, EscaleError, SpecError
 from escale.search.objectives import COST_UNITS, TrainSettings, accuracy, check_accuracy, check_cost, measure
 from escale.search.space import SearchSpace
 from escale.spec import ESegSpec, family
 
-DEFAULT_DIR = Path("reports/studies")
 CONSTRAINT = "latency_over_budget_ms"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Study attributes that must match when a study is resumed (the rest is informative).
@@ -142,14 +142,20 @@ def _reject(attrs: dict[str, Any], reason: str, over_ms: float) -> Outcome:
 
 # --- storage -------------------------------------------------------------------------------------
 def storage_url(storage: str | None, study_name: str) -> str:
-    """``None`` -> ``sqlite:///reports/studies/<name>.db``; a bare path -> SQLite; a URL is kept."""
+    """``None`` -> ``sqlite:///<studies_dir>/<name>.db`` (:func:`escale.paths.studies_dir`); a bare path ->
+    SQLite; a URL is kept."""
     if storage is None:
-        DEFAULT_DIR.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{DEFAULT_DIR / (study_name + '.db')}"
+        paths.studies_dir().mkdir(parents=True, exist_ok=True)
+        return default_storage_url(study_name)
     if "://" not in storage:
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{storage}"
     return storage
+
+
+def default_storage_url(study_name: str) -> str:
+    """``sqlite:///`` URL of the study's database in :func:`escale.paths.studies_dir` (an absolute path)."""
+    return f"sqlite:///{paths.studies_dir() / (study_name + '.db')}"
 
 
 def shown_url(url: str) -> str:
@@ -229,11 +235,11 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
 
 
 def load_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Open an existing study by name (default storage: ``reports/studies/<name>.db``); never creates one.
+    """Open an existing study by name (default storage: ``<studies_dir>/<name>.db``); never creates one.
 
     The one reader of saved studies: ``escale study``, ``escale plot study`` and ``escale report`` use it.
     """
-    url = f"sqlite:///{DEFAULT_DIR / (name + '.db')}" if storage is None else (
+    url = default_storage_url(name) if storage is None else (
         storage if "://" in storage else f"sqlite:///{storage}")
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
