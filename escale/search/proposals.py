@@ -37,11 +37,12 @@ def load_predictor(path: str | Path | None, backend: str, device: str, precision
 
 
 def propose(cfg: StudyConfig, n_trials: int, top: int = 5, out_dir: str | Path | None = None,
-            on_trial: Callable[..., None] | None = None) -> Any:
+            on_trial: Callable[..., None] | None = None, on_start: Callable[..., None] | None = None) -> Any:
     """Run/resume the study to ``n_trials`` complete trials; return the best ``top`` feasible proposals
     (a DataFrame, best mIoU first, with ``spec_file``) and write each spec as YAML under ``out_dir``
-    (default: ``<proposals_dir>/<study>``, :func:`escale.paths.proposals_dir`)."""
-    study = run_study(cfg, n_trials, on_trial=on_trial)
+    (default: ``<proposals_dir>/<study>``, :func:`escale.paths.proposals_dir`). ``on_start``/``on_trial``:
+    see :func:`escale.search.study.run_study`."""
+    study = run_study(cfg, n_trials, on_trial=on_trial, on_start=on_start)
     front = pareto_frame(study)
     if front.empty:
         fastest = fastest_seen(study)

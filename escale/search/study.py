@@ -295,10 +295,12 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None,
-              on_trial: Callable[[optuna.trial.FrozenTrial, int], None] | None = None) -> optuna.Study:
+              on_trial: Callable[[optuna.trial.FrozenTrial, int], None] | None = None,
+              on_start: Callable[[optuna.Trial], None] | None = None) -> optuna.Study:
     """Run until the study has ``n_trials`` COMPLETE trials (rejections do not count; resumes a study).
 
-    ``on_trial(frozen_trial, n_complete)`` is called after each trial this worker finishes.
+    ``on_start(trial)`` is called as this worker starts a trial (params and ``spec``/``preset`` attributes
+    set, not yet evaluated); ``on_trial(frozen_trial, n_complete)`` after each trial it finishes.
     """
     if not isinstance(n_trials, int) or n_trials < 1:
         raise SpecError(f"--trials: {n_trials!r} must be a whole number >= 1")
@@ -325,7 +327,7 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
             trial = study.ask(cfg.space.distributions)
         with _Heartbeat(study._storage, trial._trial_id):
             try:
-                frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids)
+                frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids, on_start)
             except KeyboardInterrupt:  # Ctrl-C: end the running trial cleanly; completed ones are stored
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
@@ -340,12 +342,15 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, evaluate: Evaluator,
-               preset_ids: dict[str, str]) -> tuple[optuna.trial.FrozenTrial, float | None]:
+               preset_ids: dict[str, str], on_start: Callable[[optuna.Trial], None] | None = None,
+               ) -> tuple[optuna.trial.FrozenTrial, float | None]:
     spec = cfg.space.to_spec(trial.params, name=f"trial-{trial.number}")
     trial.set_user_attr("spec", spec.to_dict())
     trial.set_user_attr("spec_id", spec.spec_id)
     trial.set_user_attr("preset", preset_ids.get(spec.spec_id))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    if on_start:
+        on_start(trial)
     try:
         out = evaluate(spec, cfg)
     except EscaleError as exc:
