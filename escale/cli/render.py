@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from escale.cli.progress import ProgressAdapter, reporter
 
 FORMATS = ("table", "json", "csv")
 stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
@@ -65,15 +66,14 @@ def table(title: str, columns: list[tuple[str, str]], rows: Iterable[list[str]],
 
 
 @contextmanager
-def progress(enabled: bool) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr, or None when disabled (machine-readable output)."""
+def progress(enabled: bool) -> Iterator[ProgressAdapter | None]:
+    """Progress on stderr with rich's ``add_task``/``update``/``advance`` calls, or None when disabled:
+    a bar in a terminal, plain lines in logs (see :mod:`escale.cli.progress`, the API to use)."""
     if not enabled:
         yield None
         return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=stderr, transient=True)
-    with bar:
-        yield bar
+    with reporter(live=True, console=stderr) as rep:
+        yield ProgressAdapter(rep)
 
 
 def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
