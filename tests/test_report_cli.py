@@ -42,6 +42,15 @@ def test_unwritable_out_is_one_line(capsys, tmp_path):
         assert err.count("\n") == 1 and "--out: cannot write to" in err and str(blocker) in err
 
 
+def test_plot_defaults_go_to_the_ignored_plots_folder_from_any_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ESCALE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "paper", "--figure", "4", "--records", RECORDS]) == 0
+    plots = tmp_path / "home" / "plots"
+    assert capsys.readouterr().out.split() == [str(plots / "figure4.pdf"), str(plots / "figure4.png")]
+    assert (plots / "figure4.png").stat().st_size > 10_000 and not (tmp_path / "reports").exists()
+
+
 def test_plot_family_writes_pdf_and_png(capsys, tmp_path):
     argv = ["plot", "family", "--x", "params", "--records", RECORDS, "--out", str(tmp_path / "fam.pdf")]
     assert main(argv) == 0
