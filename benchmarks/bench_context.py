@@ -12,7 +12,8 @@ both (``--min-level 3`` puts the head at P3 as the Lite models do, about 10% che
 One intra-op thread by default: with two on a 2-core machine that other processes keep busy, a step
 took 20-100x longer (threads waiting on each other at every op).
 Runs alternate P5/P9 inside each seed so that load from other processes hits both alike.
-Writes reports/context/context_levels.{json,md}. Run with ``nice -n 10`` on a shared machine.
+Writes context_levels.{json,md} to <home>/bench/context/ (ignored by git; `escale paths`), to --out DIR, or
+with --update-reference to the committed reports/context/. Run with ``nice -n 10`` on a shared machine.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ import escale
 import escale.train
 from escale.data import eval_batches, make_dataset, normalize
 from escale.data.synthetic import CAR_MOVING, CAR_STOPPED, LIGHT
+from escale.paths import bench_dir
 
-OUT = Path(__file__).resolve().parents[1] / "reports" / "context"
+NAME = "context"  # reports/NAME is the committed reference
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--levels", type=int, nargs="+", default=[5, 9])
@@ -55,7 +57,14 @@ def parse_args() -> argparse.Namespace:
                    help="intra-op threads; on a busy 2-core machine 2 threads ran 20-100x slower than 1")
     p.add_argument("--tag", default="context_levels", help="output file stem")
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
-    return p.parse_args()
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
+    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    return p.parse_args(argv)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -206,12 +215,13 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     args = parse_args()
+    out = output_dir(args)
     if args.render_only:
-        result = json.loads((OUT / f"{args.tag}.json").read_text())
+        result = json.loads((out / f"{args.tag}.json").read_text())
         result.setdefault("light_area_share", light_area_share(result["config"]["size"],
                                                                result["config"]["reach_images"]))
-        (OUT / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-        (OUT / f"{args.tag}.md").write_text(markdown(result))
+        (out / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / f"{args.tag}.md").write_text(markdown(result))
         print(markdown(result))
         return
     torch.set_num_threads(args.threads)
@@ -222,9 +232,9 @@ def main() -> None:
               "config": vars(args), "wall_seconds": time.perf_counter() - t0,
               "light_area_share": light_area_share(args.size, args.reach_images),
               "summary": summarise(rows, args.levels, args.seeds), "runs": rows}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (OUT / f"{args.tag}.md").write_text(markdown(result))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.tag}.md").write_text(markdown(result))
     print(markdown(result))
 
 

@@ -2,7 +2,8 @@
 
 Default (issue 3): ESeg-S and ESeg-Lite-S at 512x1024, batch 1, torch eager vs onnxruntime on the CPU,
 fp32, same allocator settings, twice. Prints ONNX Runtime / torch latency ratios (target <= 0.8) and
-how well the repeats agree (target within +-10%), and writes reports/latency/<tag>.json and .md.
+how well the repeats agree (target within +-10%), and writes <tag>.json and .md to <home>/bench/latency/
+(ignored by git; `escale paths`), to --out DIR, or with --update-reference to the committed reports/latency/.
 
 GPU run (the torch CUDA backend, fp16 autocast, CUDA graphs, the whole family at 1024x2048):
     python benchmarks/bench_latency.py --device cuda --precision fp16 --family --input-size 1024x2048 \
@@ -19,10 +20,11 @@ import time
 from pathlib import Path
 
 from escale import family, preset
+from escale.paths import bench_dir
 from escale.profiler.latency import BACKENDS, TimingConfig, measure_latency
 from escale.spec import parse_input_size, parse_override
 
-ROOT = Path(__file__).resolve().parents[1]
+NAME = "latency"  # reports/NAME is the committed reference
 TARGET_RATIO, TARGET_AGREEMENT_PCT = 0.8, 10.0
 
 
@@ -40,9 +42,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-runs", type=int, default=10)
     p.add_argument("--min-duration", type=float, default=5.0)
     p.add_argument("--latency-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default=str(ROOT / "reports" / "latency"))
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
+    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
     p.add_argument("--tag", help="report file name (default: bench_<device>_<precision>_<HxW>)")
     return p.parse_args(argv)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -150,10 +158,10 @@ def fmt_load(load: list | tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = output_dir(args)
     report = run(args)
     size = "x".join(map(str, report["input_size"]))
     tag = args.tag or f"bench_{args.device}_{args.precision}_{size}"
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{tag}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / f"{tag}.md").write_text(markdown(report))

@@ -10,8 +10,10 @@
 Full models go the onnxruntime backend's way (fold, ONNX export, session with 1 thread) and are timed
 by the shared methodology (median of >= 5 runs) with two clocks: thread CPU time -- the primary
 figure, what the wall clock shows on an idle machine, and immune to other jobs on shared cores (the
-table is built with it too) -- and the wall clock, reported alongside. Each stage is cached under
-``reports/predictor/`` (``--fresh`` re-measures). Writes ``reports/predictor/bench_predictor.{json,md}``.
+table is built with it too) -- and the wall clock, reported alongside. Output folder: ``<home>/bench/predictor/``
+(ignored by git; ``escale paths``), ``--out DIR``, or with ``--update-reference`` the committed
+``reports/predictor/``. Each stage is cached in the output folder (``--fresh`` re-measures); writes
+``bench_predictor.{json,md}`` there.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import statistics
 import time
 from pathlib import Path
 
+from escale.paths import bench_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "reports" / "predictor"
+NAME = "predictor"  # reports/NAME is the committed reference
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default=str(ROOT / "spaces" / "eseg-lite.yaml"))
     p.add_argument("--input-size", default="512x1024")
@@ -40,7 +44,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--passes", type=int, default=2, help="interleaved passes over kernels and models; each keeps "
                    "its lowest median (default: 2)")
     p.add_argument("--fresh", action="store_true", help="ignore cached table and measurements")
-    return p.parse_args()
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
+    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    return p.parse_args(argv)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
 
 
 def export_full(spec, size, folder: Path) -> tuple[Path, object]:  # noqa: ANN001
@@ -99,7 +110,8 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     from escale.spec import parse_input_size
 
     t_start = time.perf_counter()
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
     size = parse_input_size(args.input_size)
     space = load_space(args.space)
     presets = [s for s in (__import__("escale").preset(n) for n in space.presets_inside(size))]
@@ -111,7 +123,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
     load0 = os.getloadavg()
 
     tag = f"onnxruntime-cpu-fp32-{size[0]}x{size[1]}-t{args.threads}"
-    lut_path = OUT / f"lut-{space.name}-{tag}.json"
+    lut_path = out / f"lut-{space.name}-{tag}.json"
     t0 = time.perf_counter()
     if lut_path.is_file() and not args.fresh:
         table = load_table(lut_path)
@@ -120,7 +132,7 @@ def main() -> None:  # noqa: PLR0915 - a linear script
                             on_kernel=lambda i, n, k: print(f"\rkernel {i + 1}/{n}", end="", flush=True))
         print()
     build_s = time.perf_counter() - t0
-    meas_path = OUT / f"measurements-{tag}.json"
+    meas_path = out / f"measurements-{tag}.json"
     cache = json.loads(meas_path.read_text()) if meas_path.is_file() and not args.fresh else {}
     import tempfile
 
@@ -183,8 +195,8 @@ def main() -> None:  # noqa: PLR0915 - a linear script
         "total_s": round(time.perf_counter() - t_start, 1),
         "test": rows,
     }
-    (OUT / "bench_predictor.json").write_text(json.dumps(result, indent=1) + "\n")
-    (OUT / "bench_predictor.md").write_text(markdown(result))
+    (out / "bench_predictor.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "bench_predictor.md").write_text(markdown(result))
     print(markdown(result))
 
 

@@ -3,11 +3,14 @@
 Times, in one process after imports: the whole ESeg family at 1024x2048 (build included), first call
 (cold: torch's lazy meta-kernel set-up included) and the best of three warm calls; ESeg-S with fvcore
 (a real CPU forward pass under JIT tracing). Checks that conv MACs agree within 1%.
-Writes reports/profile/bench_profile.{json,md}. Targets: family <= 3 s; >= 10x faster than fvcore on ESeg-S.
+Writes bench_profile.{json,md} to <home>/bench/profile/ (ignored by git; `escale paths`), to --out DIR, or
+with --update-reference to the committed reports/profile/. Targets: family <= 3 s; >= 10x faster than fvcore
+on ESeg-S.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -18,9 +21,22 @@ import torch
 
 import escale
 import escale.profiler  # noqa: F401  (imports happen here, outside the timings)
+from escale.paths import bench_dir
 
-OUT = Path(__file__).resolve().parents[1] / "reports" / "profile"
+NAME = "profile"  # reports/NAME is the committed reference
 INPUT = (1024, 2048)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
+    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    return p.parse_args(argv)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
 
 
 def time_family() -> tuple[float, list]:
@@ -29,7 +45,8 @@ def time_family() -> tuple[float, list]:
     return time.perf_counter() - t0, records
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    out = output_dir(parse_args(argv))
     cold_s, records = time_family()
     warm_s = min(time_family()[0] for _ in range(3))
     t0 = time.perf_counter()
@@ -59,8 +76,8 @@ def main() -> None:
         "family_warm_le_3s": warm_s <= 3.0, "family_cold_le_3s": cold_s <= 3.0,
         "speedup_ge_10x": fvcore_s / ours_s_time >= 10, "conv_macs_within_1pct": abs(agree) <= 0.01,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_profile.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
         "# Counting benchmark (MACs = multiply-adds, batch 1, 1024x2048)", "",
         f"Machine: {result['machine']}; 1-min load average at start: {result['load_avg_1min']:.2f}.", "",
@@ -72,8 +89,9 @@ def main() -> None:
         f"| speed-up vs fvcore | {fvcore_s / ours_s_time:.1f}x | >= 10x |", "",
         f"Conv MACs, ESeg-S: dispatch {ours_s.macs:,} vs fvcore {fv.macs:,} (rel. diff {agree:+.2e}; target 1%).",
     ]
-    (OUT / "bench_profile.md").write_text("\n".join(md) + "\n")
+    (out / "bench_profile.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+    print(f"wrote {out / 'bench_profile'}.json and .md")
 
 
 if __name__ == "__main__":

@@ -73,13 +73,14 @@ def test_notebook_a_build_profile_compare(kernel_name):
 
 
 @pytest.mark.slow  # ~10 s of CPU; its figures are covered in the default run by test_report_plots/_study
-def test_notebook_c_pareto_plots_with_a_study(kernel_name, tmp_path):
+def test_notebook_c_pareto_plots_with_a_study(kernel_name, tmp_path, monkeypatch):
     from test_report_study import make_study  # tests/ is on sys.path (pytest rootdir-relative import)
 
-    storage = f"sqlite:///{tmp_path / 'nb.db'}"
-    make_study(storage, "nbdemo")
-    nb = run_notebook("c_pareto_plots.ipynb", kernel_name,
-                      parameters=f'STUDY_NAME = "nbdemo"\nSTORAGE = "{storage}"')
+    from escale.search.study import storage_url
+
+    monkeypatch.setenv("ESCALE_HOME", str(tmp_path))  # the kernel inherits it; STORAGE stays None (the default)
+    make_study(storage_url(None, "nbdemo"), "nbdemo")
+    nb = run_notebook("c_pareto_plots.ipynb", kernel_name, parameters='STUDY_NAME = "nbdemo"')
     assert images(nb) == 4  # Figure 1, Figure 4, family, study front
     assert "No study given" not in outputs_text(nb)
 

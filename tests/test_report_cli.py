@@ -9,6 +9,7 @@ import pytest
 from escale.cli.main import main
 
 RECORDS = str(Path(__file__).parents[1] / "reports" / "eseg-family" / "records.json")
+NOPE_DB = Path(__file__).resolve().parents[1] / "reports" / "studies" / "nope.db"  # from any current directory
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -16,16 +17,19 @@ RECORDS = str(Path(__file__).parents[1] / "reports" / "eseg-family" / "records.j
     (["plot", "family", "--x", "speed"], "--x: 'speed' is unknown (allowed: flops, params, latency, fps, miou)"),
     (["plot", "family", "--y", "accuracy"], "--y: 'accuracy' is unknown"),
     (["plot", "family", "--x", "latency", "--records", RECORDS], "--x latency: no record carries latency_ms"),
-    (["plot", "study", "nope"], "study: 'nope' not found: no database at reports/studies/nope.db"),
+    (["plot", "study", "nope"], f"study: 'nope' not found: no database at {NOPE_DB} "),
     (["report", "--study", "nope"], "study: 'nope' not found"),
     (["plot", "paper", "--figure", "1", "--records", "missing.json"], "--records: cannot read missing.json"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    from escale.paths import studies_dir
+
+    monkeypatch.delenv("ESCALE_HOME", raising=False)  # the default studies folder, reports/studies/
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
-    assert not (tmp_path / "reports" / "studies" / "nope.db").exists()
+    assert not (tmp_path / "reports").exists() and not (studies_dir() / "nope.db").exists()
 
 
 def test_unwritable_out_is_one_line(capsys, tmp_path):
@@ -36,6 +40,15 @@ def test_unwritable_out_is_one_line(capsys, tmp_path):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--out: cannot write to" in err and str(blocker) in err
+
+
+def test_plot_defaults_go_to_the_ignored_plots_folder_from_any_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ESCALE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "paper", "--figure", "4", "--records", RECORDS]) == 0
+    plots = tmp_path / "home" / "plots"
+    assert capsys.readouterr().out.split() == [str(plots / "figure4.pdf"), str(plots / "figure4.png")]
+    assert (plots / "figure4.png").stat().st_size > 10_000 and not (tmp_path / "reports").exists()
 
 
 def test_plot_family_writes_pdf_and_png(capsys, tmp_path):

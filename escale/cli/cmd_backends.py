@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from escale.cli import render
+from escale.cli.helptext import with_example
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backends", help="list latency backends and whether they can run here",
-                       description="Latency backends (escale profile --latency NAME): devices, precisions, "
-                                   "options and, where one cannot run here, the reason.")
+                       **with_example("Latency backends (escale profile --latency NAME): devices, precisions, "
+                                      "options and, where one cannot run here, the reason.",
+                                      "escale backends --format json"))
     p.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
     p.set_defaults(func=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from escale.cli import render
+from escale.cli.helptext import with_example
 from escale.spec import load_spec, parse_input_size
 
 SUFFIX = {"onnx": ".onnx", "tensorrt": ".engine"}
@@ -12,8 +13,9 @@ SUFFIX = {"onnx": ".onnx", "tensorrt": ".engine"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a spec's folded model to ONNX or a TensorRT engine",
-                       description="Export the inference-folded model (BN folded into convs, softmax level "
-                                   "weights folded; weights from seed 0) at a fixed input size.")
+                       **with_example("Export the inference-folded model (BN folded into convs, softmax level "
+                                      "weights folded; weights from seed 0) at a fixed input size.",
+                                      "escale export ESeg-S --to onnx --input-size 1024x2048 -o eseg-s.onnx"))
     p.add_argument("spec", metavar="SPEC", help="preset name (e.g. ESeg-S) or YAML/JSON spec file")
     p.add_argument("--to", choices=sorted(SUFFIX), required=True, help="artefact to write")
     p.add_argument("-o", "--output", help="output path (default: NAME-HxW-bN.onnx|.engine in the current folder)")

@@ -5,16 +5,27 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from escale.cli import render
+from escale.cli import progress, render
+from escale.cli.helptext import with_example
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lut", help="kernel latency tables: build, predict")
+    p = sub.add_parser("lut", help="kernel latency tables: build, predict",
+                       **with_example("Kernel latency tables (nn-Meter style): `build` measures every distinct "
+                                      "kernel of some models once, `predict` prices specs from a table.",
+                                      "escale lut predict ESeg-Lite-S --lut reports/lut/"
+                                      "onnxruntime-cpu-fp32-512x1024-t1.json"))
     ssub = p.add_subparsers(dest="lut_command", metavar="ACTION")
     ssub.required = True
     b = ssub.add_parser("build", help="measure every distinct kernel of a set of models once",
-                        description="Measure the distinct kernels (conv+BN+act, pooling, resize, weighted sums, ...) "
-                                    "of the given specs and/or of models drawn from a space, one at a time.")
+                        **with_example("Measure the distinct kernels (conv+BN+act, pooling, resize, weighted sums, "
+                                       "...) of the given specs and/or of models drawn from a space, one at a time. "
+                                       "Without --out the table goes to <home>/lut-local/ (`escale paths`), never "
+                                       "over the committed reports/lut/ tables; `escale propose` looks there first."
+                                       "\n\nProgress goes to stderr: a bar in a terminal, a line per tenth of the "
+                                       "kernels (and per calibration model) in logs.",
+                                       "escale lut build --space spaces/eseg-lite.yaml --input-size 512x1024 "
+                                       "--threads 1 --models 12 --calibrate 10"))
     b.add_argument("specs", nargs="*", metavar="SPEC", help="preset names or YAML specs whose kernels to measure")
     b.add_argument("--space", default=None, help="space YAML: its presets + --models random variants")
     b.add_argument("--models", type=int, default=12, help="random variants drawn from --space (default: 12)")
@@ -29,10 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--passes", type=int, default=1,
                    help="measure every kernel this many times, interleaved, keeping the lowest median (default: 1)")
     b.add_argument("--quick", action="store_true", help="few timed runs per kernel (smoke runs, not for use)")
-    b.add_argument("--out", default=None, help="table path (default: reports/lut/<backend>-<device>-"
-                   "<precision>-<HxW>-t<threads>.json); an existing table is extended")
+    b.add_argument("--out", default=None, help="table path (default: <home>/lut-local/<backend>-<device>-"
+                   "<precision>-<HxW>-t<threads>.json); an existing table is extended (new kernels drop its "
+                   "calibration unless --calibrate refits it). To update the committed table, name it: "
+                   "--out reports/lut/NAME.json")
     b.set_defaults(func=_build)
-    pr = ssub.add_parser("predict", help="predicted latency of specs from a table")
+    pr = ssub.add_parser("predict", help="predicted latency of specs from a table",
+                         **with_example("Predicted latency of specs: the calibrated sum of their kernels' "
+                                        "latencies in a table (kernels not in it are scaled from same-shape "
+                                        "neighbours).",
+                                        "escale lut predict ESeg-Lite-S my-variant.yaml --lut reports/lut/"
+                                        "onnxruntime-cpu-fp32-512x1024-t1.json --format json"))
     pr.add_argument("specs", nargs="+", metavar="SPEC", help="preset names or YAML specs")
     pr.add_argument("--lut", required=True, help="latency table JSON")
     pr.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
@@ -67,15 +85,7 @@ def _build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from escale.profiler.latency import QUICK
-    from escale.search.lut import (
-        build_table,
-        default_table_path,
-        get_kernel_timer,
-        kernel_timing,
-        load_table,
-        measure_model_ms,
-    )
-    from escale.search.predictor import LatencyPredictor
+    from escale.search.lut import default_table_path, get_kernel_timer, kernel_timing, load_table
     from escale.spec import parse_input_size
 
     size = parse_input_size(args.input_size)
@@ -83,25 +93,60 @@ def _build(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_table_path(args.backend, args.device, args.precision, size,
                                                              args.threads)
     table = load_table(out) if out.is_file() else None
+    calibrated_before = table is not None and table.calibration is not None
     timer = get_kernel_timer(args.backend, args.device, args.precision, args.threads,
                              config=QUICK if args.quick else kernel_timing())
-    with render.progress(True) as bar:
-        task = bar.add_task("kernels", total=None)
-
-        def on_kernel(i: int, n: int, k) -> None:  # noqa: ANN001
-            bar.update(task, total=n, completed=i, description=f"kernel {k.op}")
-
-        table = build_table(specs, size, args.backend, args.device, args.precision, args.threads, table=table,
-                            timer=timer, on_kernel=on_kernel, passes=args.passes)
-        if calib:  # whole models timed like the kernels (same clock), by the onnxruntime backend's path
-            ctask = bar.add_task("calibration models", total=len(calib))
-            measured = []
-            for s in calib:
-                measured.append(measure_model_ms(s, size, args.threads, clock=timer.clock,
-                                                 config=QUICK if args.quick else None)["latency_ms"])
-                bar.advance(ctask)
-            LatencyPredictor(table).fit_calibration(calib, measured)
+    with progress.reporter() as rep:
+        rep.note(f"lut build: {'extending' if table else 'writing'} {out}")
+        table = _measure_kernels(rep, args, specs, size, table, timer)
+        if calib:
+            _calibrate(rep, args, calib, size, table, timer.clock)
+        if calibrated_before and table.calibration is None:
+            rep.note(f"lut build: new kernels dropped the calibration of {out}; add --calibrate K to refit it")
     table.save(out)
+    _show(table, args, size, out)
+    return 0
+
+
+def _measure_kernels(rep: progress.Reporter, args: argparse.Namespace, specs: list, size: tuple[int, int],
+                     table, timer):  # noqa: ANN001, ANN202 - LatencyTable | None, kernel timer -> LatencyTable
+    """Every kernel of ``specs`` not yet in ``table``; progress: the kernel now measured, a line per tenth."""
+    from escale.search.lut import build_table
+
+    task = rep.task("lut build", unit="kernels", every=None)
+
+    def on_kernel(i: int, n: int, k) -> None:  # noqa: ANN001 - a Kernel, about to be measured
+        if task.total != n:
+            task.update(total=n)
+        if i:
+            task.advance("", completed=i)
+        task.status(f"kernel {i + 1}/{n}: {k.op}")
+
+    table = build_table(specs, size, args.backend, args.device, args.precision, args.threads, table=table,
+                        timer=timer, on_kernel=on_kernel, passes=args.passes)
+    if task.total:
+        task.advance("", completed=task.total)
+    return table
+
+
+def _calibrate(rep: progress.Reporter, args: argparse.Namespace, calib: list, size: tuple[int, int], table,
+               clock: str) -> None:  # noqa: ANN001 - a LatencyTable
+    """Whole models timed like the kernels (same clock), by the onnxruntime backend's path; a line per model."""
+    from escale.profiler.latency import QUICK
+    from escale.search.lut import measure_model_ms
+    from escale.search.predictor import LatencyPredictor
+
+    task = rep.task("lut calibration", total=len(calib), unit="models")
+    measured = []
+    for s in calib:
+        task.status(f"measuring {s.name}")
+        measured.append(measure_model_ms(s, size, args.threads, clock=clock,
+                                         config=QUICK if args.quick else None)["latency_ms"])
+        task.advance(f"{s.name} {measured[-1]:.2f} ms")
+    LatencyPredictor(table).fit_calibration(calib, measured)
+
+
+def _show(table, args: argparse.Namespace, size: tuple[int, int], out) -> None:  # noqa: ANN001
     by_op = Counter(k.split(":")[0] for k in table.kernels)
     rows = [[op, str(n), f"{sum(e['latency_ms'] for k, e in table.kernels.items() if k.startswith(op + ':')):.2f}"]
             for op, n in sorted(by_op.items())]
@@ -114,7 +159,6 @@ def _build(args: argparse.Namespace) -> int:
                + f"\nSaved {out} (+ .csv).")
     render.table("Kernel latency table", [("op", "left"), ("kernels", "right"), ("sum of medians (ms)", "right")],
                  rows, caption)
-    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:

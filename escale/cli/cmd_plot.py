@@ -4,45 +4,66 @@ from __future__ import annotations
 
 import argparse
 
-from escale.cli import render
+from escale.cli import progress
+from escale.cli.helptext import add_family_argument, with_example
+
+OUT_NOTE = "Without --out, figures go to <home>/plots/ (`escale paths` shows where; in a checkout reports/plots/)."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="draw figures (PDF + PNG): family, paper, study, breakdown",
-                       description="Draw publication figures; each is written as PATH.pdf and PATH.png.")
+                       **with_example("Draw publication figures; each is written as PATH.pdf and PATH.png. "
+                                      + OUT_NOTE, "escale plot paper --figure 1"))
     kinds = p.add_subparsers(dest="plot_kind", metavar="KIND")
     kinds.required = True
 
-    fam = kinds.add_parser("family", help="the ESeg family on an x axis (flops, params, latency, fps) vs mIoU")
+    fam = kinds.add_parser("family", help="the ESeg family on an x axis (flops, params, latency, fps) vs mIoU",
+                           **with_example("The ESeg family (profiled now, or --records) on two axes. " + OUT_NOTE,
+                                          "escale plot family --x params --y miou --family eseg-lite --out fig/family"))
     fam.add_argument("--x", default="flops", help="x axis: flops (default), params, latency, fps")
     fam.add_argument("--y", default="miou", help="y axis: miou (default), flops, params, latency, fps")
     _records_args(fam)
-    fam.add_argument("--out", default="reports/plots/family", metavar="PATH", help="output path (no suffix)")
+    fam.add_argument("--out", default=None, metavar="PATH", help="output path, no suffix (default <home>/plots/family)")
     fam.set_defaults(func=run_family)
 
-    paper = kinds.add_parser("paper", help="redraw the paper's Figure 1 (size vs mIoU) or 4 (FPS vs mIoU)")
+    paper = kinds.add_parser("paper", help="redraw the paper's Figure 1 (size vs mIoU) or 4 (FPS vs mIoU)",
+                             **with_example("The paper's Figure 1 (Table 4) or Figure 4 (Table 6) with escale's own "
+                                            "params/FLOPs beside the published points. " + OUT_NOTE,
+                                            "escale plot paper --figure 4 --records reports/eseg-family/records.json"))
     paper.add_argument("--figure", required=True, help="1 (params/FLOPs vs mIoU) or 4 (FPS vs mIoU)")
     _records_args(paper)
-    paper.add_argument("--out", default=None, metavar="PATH", help="output path (default reports/plots/figureN)")
+    paper.add_argument("--out", default=None, metavar="PATH", help="output path (default <home>/plots/figureN)")
     paper.set_defaults(func=run_paper)
 
-    study = kinds.add_parser("study", help="a study's trials and Pareto front (max mIoU, min cost)")
+    study = kinds.add_parser("study", help="a study's trials and Pareto front (max mIoU, min cost)",
+                             **with_example("A saved study's trials, dominated ones grey, presets marked. " + OUT_NOTE,
+                                            "escale plot study my-study --out fig/my-study"))
     study.add_argument("name", metavar="NAME", help="study name (escale propose --study-name)")
     study.add_argument("--storage", default=None, metavar="URL",
-                       help="Optuna storage URL (default sqlite:///reports/studies/NAME.db)")
-    study.add_argument("--out", default=None, metavar="PATH", help="output path (default reports/plots/study-NAME)")
+                       help="Optuna storage URL (default sqlite:///<home>/studies/NAME.db)")
+    study.add_argument("--out", default=None, metavar="PATH", help="output path (default <home>/plots/study-NAME)")
     study.set_defaults(func=run_study)
 
-    brk = kinds.add_parser("breakdown", help="share of MACs per part and per pyramid level")
+    brk = kinds.add_parser("breakdown", help="share of MACs per part and per pyramid level",
+                           **with_example("Share of multiply-adds per part (encoder/decoder/head) and per pyramid "
+                                          "level, for each model. " + OUT_NOTE,
+                                          "escale plot breakdown --family eseg-full"))
     _records_args(brk)
-    brk.add_argument("--out", default="reports/plots/flops-breakdown", metavar="PATH", help="output path")
+    brk.add_argument("--out", default=None, metavar="PATH", help="output path (default <home>/plots/flops-breakdown)")
     brk.set_defaults(func=run_breakdown)
 
 
 def _records_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--records", default=None, metavar="FILE",
                    help="profile records as JSON (escale profile --format json); default: profile the family")
-    p.add_argument("--family", default="eseg", help="preset family to profile when --records is not given")
+    add_family_argument(p)
+
+
+def default_out(stem: str) -> str:
+    """``<home>/plots/STEM`` (:func:`escale.paths.plots_dir`)."""
+    from escale.paths import plots_dir
+
+    return str(plots_dir() / stem)
 
 
 def family_records(args: argparse.Namespace) -> list:
@@ -56,12 +77,12 @@ def family_records(args: argparse.Namespace) -> list:
 
     specs = family(args.family)
     records = []
-    with render.progress(True) as bar:
-        task = bar.add_task("profiling", total=len(specs)) if bar else None
+    with progress.reporter() as rep:
+        task = rep.task("profile", total=len(specs), unit="models")
         for spec in specs:
+            task.status(f"profiling {spec.name}")
             records.append(profile(spec))
-            if bar:
-                bar.advance(task)
+            task.advance(f"{spec.name}: {records[-1].params_m:.2f} M params, {records[-1].gmacs:.1f} B MACs")
     return records
 
 
@@ -77,9 +98,10 @@ def run_family(args: argparse.Namespace) -> int:
 
     axis(args.x, "--x")  # fail fast on an unknown axis or unwritable path, before profiling
     axis(args.y, "--y")
-    check_writable(args.out)
+    out = args.out or default_out("family")
+    check_writable(out)
     table = family_table(family_records(args))
-    return _written(save_figure(plot_family(table, args.x, args.y), args.out))
+    return _written(save_figure(plot_family(table, args.x, args.y), out))
 
 
 def run_paper(args: argparse.Namespace) -> int:
@@ -89,7 +111,7 @@ def run_paper(args: argparse.Namespace) -> int:
 
     if str(args.figure) not in FIGURES:
         raise EscaleError(f"--figure: {args.figure!r} is unknown (allowed: {', '.join(FIGURES)})")
-    out = args.out or f"reports/plots/figure{args.figure}"
+    out = args.out or default_out(f"figure{args.figure}")
     check_writable(out)
     table = family_table(family_records(args))
     return _written(save_figure(paper_figure(args.figure, table), out))
@@ -100,12 +122,13 @@ def run_study(args: argparse.Namespace) -> int:
 
     study = load_study(args.name, args.storage)
     fig = plot_study_front(trials_frame(study), cost_axis(study)[1], args.name, budget=study_budget(study))
-    return _written(save_figure(fig, args.out or f"reports/plots/study-{args.name}"))
+    return _written(save_figure(fig, args.out or default_out(f"study-{args.name}")))
 
 
 def run_breakdown(args: argparse.Namespace) -> int:
     from escale.report import plot_flops_breakdown, save_figure
     from escale.report.style import check_writable
 
-    check_writable(args.out)
-    return _written(save_figure(plot_flops_breakdown(family_records(args)), args.out))
+    out = args.out or default_out("flops-breakdown")
+    check_writable(out)
+    return _written(save_figure(plot_flops_breakdown(family_records(args)), out))

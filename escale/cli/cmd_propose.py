@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from escale.cli import render
+from escale.cli import progress, render
+from escale.cli.helptext import with_example
 
 SHOWN = [("rank", "right"), ("preset", "left"), ("width", "right"), ("depth", "right"), ("block", "left"),
          ("BiFPN ch", "right"), ("repeats", "right"), ("levels", "left"), ("pred. ms", "right"),
@@ -24,10 +25,11 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=20, help="complete trials the study should hold (default: 20)")
     p.add_argument("--accuracy", default="proxy", help="accuracy objective: proxy (default) or short-train")
     p.add_argument("--cost", default="latency", help="cost axis: latency (default), macs or params")
-    p.add_argument("--lut", default=None, help="latency table JSON for screening (default: "
-                   "reports/lut/<backend>-<device>-<precision>-<HxW>-t<threads>.json if it exists)")
+    p.add_argument("--lut", default=None, help="latency table JSON for screening (default: the first "
+                   "<backend>-<device>-<precision>-<HxW>-t<threads>.json in <home>/lut-local/, then the committed "
+                   "reports/lut/; `escale paths` shows the folders)")
     p.add_argument("--no-measure", action="store_true", help="do not measure candidates (predictions only)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite reports/studies/<name>.db)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite <home>/studies/<name>.db)")
     p.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
     p.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
     p.add_argument("--seed", type=int, default=None, help="sampler seed")
@@ -35,11 +37,14 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("propose", help="propose ESeg variants within a latency budget (Optuna study)",
-                       description="Run or resume an Optuna study over a search space (maximise mIoU, minimise "
-                                   "cost, latency budget as a constraint) and print the best proposals.")
+                       **with_example("Run or resume an Optuna study over a search space (maximise mIoU, minimise "
+                                      "cost, latency budget as a constraint) and print the best proposals. "
+                                      "Progress goes to stderr: a bar in a terminal, one line per trial in logs.",
+                                      "escale propose --budget-ms 150 --space spaces/eseg-lite.yaml "
+                                      "--input-size 512x1024 --trials 30"))
     add_study_args(p)
     p.add_argument("--top", type=int, default=5, help="proposals to print and write (default: 5)")
-    p.add_argument("--out", default=None, help="folder for proposal spec YAMLs (default: reports/proposals/<study>)")
+    p.add_argument("--out", default=None, help="folder for proposal spec YAMLs (default: <home>/proposals/<study>)")
     p.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
     p.set_defaults(func=run)
 
@@ -66,17 +71,63 @@ def run(args: argparse.Namespace) -> int:
     cfg = study_config(args)
     open_study(cfg)  # bad settings, storage or budget fail before the progress bar starts
     check_feasible(cfg)
-    with render.progress(args.format == "table") as bar:
-        task = bar.add_task(f"study {cfg.name}", total=args.trials) if bar else None
+    if args.lut is None:
+        _say_table(cfg.predictor, args, cfg.input_size)
+    with progress.reporter(live=args.format == "table") as rep:
+        task = rep.task("propose", total=args.trials, unit="complete")
+        plan = _plan(cfg)
 
-        def on_trial(trial, done: int) -> None:  # noqa: ANN001
-            if bar:
-                why = trial.user_attrs.get("rejected_reason") or trial.state.name.lower()
-                bar.update(task, completed=done, description=f"trial {trial.number}: {why}"[:70])
+        def on_start(trial) -> None:  # noqa: ANN001 - an optuna.Trial, about to be evaluated
+            preset = trial.user_attrs.get("preset")
+            task.status(f"trial {trial.number}{f' ({preset})' if preset else ''}: {plan}")
 
-        frame = propose(cfg, args.trials, top=args.top, out_dir=args.out, on_trial=on_trial)
+        def on_trial(trial, done: int) -> None:  # noqa: ANN001 - a FrozenTrial, finished
+            task.advance(outcome(trial), completed=done)
+
+        frame = propose(cfg, args.trials, top=args.top, out_dir=args.out, on_trial=on_trial, on_start=on_start)
     show(frame, args.format, cfg)
     return 0
+
+
+def _say_table(predictor, args: argparse.Namespace, size: tuple[int, int]) -> None:  # noqa: ANN001
+    """One line on stderr: which latency table screens the candidates, or that none matched."""
+    from escale.paths import lut_search_path
+    from escale.search.lut import table_name
+
+    if predictor is not None:
+        progress.note(f"latency table: {predictor.table.source}")
+        return
+    name = table_name(args.backend, args.device, args.precision, size, args.threads or 1)
+    folders = ", ".join(str(d) for d in lut_search_path())
+    if args.cost == "latency" or args.budget_ms is not None:
+        then = "no screening, every candidate is measured" if not args.no_measure else "no latency screening"
+    else:
+        then = "no predicted latency is recorded"
+    progress.note(f"no latency table {name} in {folders}: {then} (build one with `escale lut build`, or pass --lut)")
+
+
+def _plan(cfg) -> str:  # noqa: ANN001 - a StudyConfig
+    """What each trial does, in order, e.g. ``profiling, predicting, measuring onnxruntime/cpu, proxy mIoU``."""
+    steps = ["profiling"]
+    if cfg.predictor is not None:
+        steps.append("predicting latency")
+    if cfg.measure and (cfg.cost == "latency" or cfg.budget_ms is not None):
+        steps.append(f"measuring {cfg.backend}/{cfg.device}")
+    steps.append("training" if cfg.accuracy == "short-train" else f"{cfg.accuracy} mIoU")
+    return ", ".join(steps) + " ..."
+
+
+def outcome(trial) -> str:  # noqa: ANN001 - a FrozenTrial
+    """A finished trial in one line: values, or why it was rejected or failed."""
+    ua = trial.user_attrs
+    head = f"trial {trial.number}" + (f" ({ua['preset']})" if ua.get("preset") else "")
+    if trial.state.name == "COMPLETE":
+        ms = ua.get("latency_ms", ua.get("predicted_latency_ms"))
+        lat = f", {ms:.1f} ms" if isinstance(ms, (int, float)) else ""
+        return f"{head} complete: mIoU {trial.values[0]:.1f}{lat}, {ua.get('macs', 0) / 1e9:.2f} G MACs"
+    if trial.state.name == "PRUNED":
+        return f"{head} rejected: {ua.get('rejected_reason', 'pruned')}"
+    return f"{head} {trial.state.name.lower()}" + (f": {ua['error']}" if ua.get("error") else "")
 
 
 def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from escale.cli import render
+from escale.cli.helptext import with_example
 
 COLUMNS = [("trial", "right"), ("state", "left"), ("preset", "left"), ("width", "right"), ("depth", "right"),
            ("block", "left"), ("BiFPN ch", "right"), ("repeats", "right"), ("levels", "left"),
@@ -13,16 +14,24 @@ COLUMNS = [("trial", "right"), ("state", "left"), ("preset", "left"), ("width", 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("study", help="show saved Optuna studies")
+    p = sub.add_parser("study", help="show saved Optuna studies",
+                       **with_example("Saved Optuna studies (escale propose): `show` a front, `list` the studies. "
+                                      "Default storage: <home>/studies/NAME.db (`escale paths`).",
+                                      "escale study show my-study --format json"))
     ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
     ssub.required = True
-    show = ssub.add_parser("show", help="print a study's feasible Pareto front (or every trial with --all)")
+    show = ssub.add_parser("show", help="print a study's feasible Pareto front (or every trial with --all)",
+                           **with_example("A study's feasible Pareto front (max mIoU, min cost), or every trial "
+                                          "with --all, rejected and failed ones included.",
+                                          "escale study show my-study --all"))
     show.add_argument("name", help="study name")
-    show.add_argument("--storage", default=None, help="Optuna storage URL (default: reports/studies/<name>.db)")
+    show.add_argument("--storage", default=None, help="Optuna storage URL (default: <home>/studies/<name>.db)")
     show.add_argument("--all", action="store_true", help="every trial, rejected and failed ones included")
     show.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
     show.set_defaults(func=_show)
-    lst = ssub.add_parser("list", help="list studies in a storage (default: reports/studies/*.db)")
+    lst = ssub.add_parser("list", help="list studies in a storage (default: <home>/studies/*.db)",
+                          **with_example("Studies in a storage, or in every database under <home>/studies/.",
+                                         "escale study list --storage postgresql://user@host/escale"))
     lst.add_argument("--storage", default=None, help="Optuna storage URL")
     lst.set_defaults(func=_list)
 
@@ -70,9 +79,10 @@ def _row(r: dict) -> list[str]:
 def _list(args: argparse.Namespace) -> int:
     import optuna
 
-    from escale.search.study import DEFAULT_DIR, open_storage, shown_url
+    from escale.paths import studies_dir
+    from escale.search.study import open_storage, shown_url
 
-    urls = [args.storage] if args.storage else [f"sqlite:///{p}" for p in sorted(DEFAULT_DIR.glob("*.db"))]
+    urls = [args.storage] if args.storage else [f"sqlite:///{p}" for p in sorted(studies_dir().glob("*.db"))]
     rows = []
     for url in urls:
         for s in optuna.get_all_study_summaries(storage=open_storage(url, None)):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from escale.cli import render
+from escale.cli import progress, render
+from escale.cli.helptext import with_example
 from escale.errors import SpecError
 from escale.spec import load_spec, parse_input_size
 
@@ -14,8 +14,12 @@ DATASETS = ("synthetic", "cityscapes", "ade20k")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a spec for a short schedule and report mIoU",
-                       description="Short-schedule training (SGD 0.9, cosine decay, OHEM, flip/scale/crop) "
-                                   "and single-scale mIoU / pixel accuracy on the validation split.")
+                       **with_example("Short-schedule training (SGD 0.9, cosine decay, OHEM, flip/scale/crop) "
+                                      "and single-scale mIoU / pixel accuracy on the validation split. Progress "
+                                      "goes to stderr: a bar in a terminal, a line per tenth of the steps (loss, "
+                                      "img/s) in logs.",
+                                      "escale train ESeg-Lite-S --set decoder.max_level=7 --steps 100 "
+                                      "--input-size 128x256 --threads 1"))
     p.add_argument("spec", metavar="SPEC", help="preset name (e.g. ESeg-Lite-S) or YAML/JSON spec file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted spec override, e.g. decoder.max_level=6 (repeatable)")
@@ -51,18 +55,20 @@ def run(args: argparse.Namespace) -> int:
     input_size = parse_input_size(args.input_size)
     spec.check_input_size(input_size)  # fail fast, before the progress bar starts
     make_dataset(args.dataset, "train", args.data_root, size=input_size)
-    with render.progress(args.format == "table" and sys.stderr.isatty()) as bar:
-        task = bar.add_task("training", total=args.steps) if bar else None
+    with progress.reporter(live=args.format == "table") as rep:
+        task = rep.task("train", total=args.steps, unit="steps", every=None)
 
-        def show(event) -> None:  # noqa: ANN001 - a TrainProgress
-            text = (f"{event.phase} · loss {event.loss:.3f} · {event.images_per_second:.1f} img/s"
-                    if event.phase == "train" else f"evaluating {args.eval_images} images")
-            bar.update(task, completed=event.step, description=text)
+        def show(event) -> None:  # noqa: ANN001 - a TrainProgress, after each step and before evaluation
+            if event.phase == "train":
+                task.advance(f"loss {event.loss:.3f}, {event.images_per_second:.1f} img/s, lr {event.lr:.3g}",
+                             completed=event.step)
+            else:
+                task.status(f"evaluating {args.eval_images} images", log=True)
 
         rec = train(spec, dataset=args.dataset, steps=args.steps, input_size=input_size,
                     batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                     device=args.device, data_root=args.data_root, eval_images=args.eval_images, ema=args.ema,
-                    checkpoint=args.checkpoint, progress=show if bar else None)
+                    checkpoint=args.checkpoint, progress=show)
     if args.format == "json":
         render.emit_json([rec.to_dict()])
         return 0

@@ -24,7 +24,10 @@ def command_modules() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="escale", description="Generate, profile, search and report ESeg segmentation networks.")
+        prog="escale", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Generate, profile, search and report ESeg segmentation networks.\n`escale COMMAND --help` "
+                    "shows an example of each command; `escale paths` shows where results go ($ESCALE_HOME).",
+        epilog="Example:\n  escale profile --family eseg")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in command_modules():

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from escale.cli.progress import ProgressAdapter, reporter
 
 FORMATS = ("table", "json", "csv")
 # In a terminal rich follows its width; in logs and pipes, $COLUMNS if set, else 200 characters.
@@ -88,15 +89,14 @@ TEXT_MIN_WIDTH = 12  # a text column narrower than its longest cell wraps inside
 
 
 @contextmanager
-def progress(enabled: bool) -> Iterator[Progress | None]:
-    """A rich progress bar on stderr, or None when disabled (machine-readable output)."""
+def progress(enabled: bool) -> Iterator[ProgressAdapter | None]:
+    """Progress on stderr with rich's ``add_task``/``update``/``advance`` calls, or None when disabled:
+    a bar in a terminal, plain lines in logs (see :mod:`escale.cli.progress`, the API to use)."""
     if not enabled:
         yield None
         return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=stderr, transient=True)
-    with bar:
-        yield bar
+    with reporter(live=True, console=stderr) as rep:
+        yield ProgressAdapter(rep)
 
 
 def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:

@@ -1,6 +1,7 @@
 """Reading a saved Optuna study into a trials table, and its Pareto front (max mIoU, min cost).
 
-Studies (``escale propose``) are stored by default in ``reports/studies/<NAME>.db`` (SQLite). Each
+Studies (``escale propose``) are stored by default in ``<home>/studies/<NAME>.db`` (SQLite;
+:func:`escale.paths.studies_dir`, the checkout's ``reports/studies/`` unless ``$ESCALE_HOME`` is set). Each
 complete trial has ``values = [miou, cost]`` and user attributes such as ``miou``, ``latency_ms``,
 ``macs``, ``params``, ``spec`` and ``preset`` (the paper preset it reproduces, or None).
 """
@@ -22,7 +23,7 @@ COST_AXES = {
 
 
 def load_study(name: str, storage: str | None = None):
-    """Load study ``name`` (default ``sqlite:///reports/studies/NAME.db``); see :func:`escale.search.load_study`."""
+    """Load study ``name`` (default ``<home>/studies/NAME.db``); see :func:`escale.search.load_study`."""
     from escale.search.study import load_study as _load
 
     return _load(name, storage)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from escale import paths
 from escale.errors import BackendUnavailableError, EscaleError, SpecError
 from escale.search.kernels import Kernel, model_kernels
 from escale.spec import ESegSpec
@@ -101,9 +102,22 @@ def load_table(path: str | Path) -> LatencyTable:
     return LatencyTable.from_dict(data, source=str(path))
 
 
-def default_table_path(backend: str, device: str, precision: str, input_size: tuple[int, int], threads: int) -> Path:
+def table_name(backend: str, device: str, precision: str, input_size: tuple[int, int], threads: int) -> str:
+    """``<backend>-<device>-<precision>-<H>x<W>-t<threads>.json``: the file name a table's settings give."""
     h, w = input_size
-    return Path("reports/lut") / f"{backend}-{device}-{precision}-{h}x{w}-t{threads}.json"
+    return f"{backend}-{device}-{precision}-{h}x{w}-t{threads}.json"
+
+
+def default_table_path(backend: str, device: str, precision: str, input_size: tuple[int, int], threads: int) -> Path:
+    """Where ``escale lut build`` writes by default: :func:`escale.paths.lut_dir` (never the committed
+    ``reports/lut/``)."""
+    return paths.lut_dir() / table_name(backend, device, precision, input_size, threads)
+
+
+def find_table(backend: str, device: str, precision: str, input_size: tuple[int, int], threads: int) -> Path | None:
+    """The first table named for these settings in :func:`escale.paths.lut_search_path`, or None."""
+    name = table_name(backend, device, precision, input_size, threads)
+    return next((d / name for d in paths.lut_search_path() if (d / name).is_file()), None)
 
 
 # --- one-kernel modules ----------------------------------------------------------------------------

@@ -6,25 +6,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from escale import paths
 from escale.errors import EscaleError
-from escale.search.lut import default_table_path, load_table
+from escale.search.lut import find_table, load_table
 from escale.search.predictor import LatencyPredictor
 from escale.search.results import fastest_seen, pareto_frame
 from escale.search.study import StudyConfig, run_study
 from escale.spec import ESegSpec
 
-DEFAULT_OUT = Path("reports/proposals")
-
 
 def load_predictor(path: str | Path | None, backend: str, device: str, precision: str,
                    input_size: tuple[int, int], threads: int | None) -> LatencyPredictor | None:
-    """The predictor for these settings: ``path``, else the default table if it exists, else None.
+    """The predictor for these settings: ``path``, else the first table named for them in
+    :func:`escale.paths.lut_search_path` (your built tables, then the committed ``reports/lut/``), else None.
 
     A table made for other settings (backend, device, precision, input size, threads) is an error.
     """
     if path is None:
-        path = default_table_path(backend, device, precision, input_size, threads or 1)
-        if not Path(path).is_file():
+        path = find_table(backend, device, precision, input_size, threads or 1)
+        if path is None:
             return None
     table = load_table(path)
     want = {"backend": backend, "device": device, "precision": precision, "input_size": list(input_size),
@@ -37,17 +37,19 @@ def load_predictor(path: str | Path | None, backend: str, device: str, precision
 
 
 def propose(cfg: StudyConfig, n_trials: int, top: int = 5, out_dir: str | Path | None = None,
-            on_trial: Callable[..., None] | None = None) -> Any:
+            on_trial: Callable[..., None] | None = None, on_start: Callable[..., None] | None = None) -> Any:
     """Run/resume the study to ``n_trials`` complete trials; return the best ``top`` feasible proposals
-    (a DataFrame, best mIoU first, with ``spec_file``) and write each spec as YAML under ``out_dir``."""
-    study = run_study(cfg, n_trials, on_trial=on_trial)
+    (a DataFrame, best mIoU first, with ``spec_file``) and write each spec as YAML under ``out_dir``
+    (default: ``<proposals_dir>/<study>``, :func:`escale.paths.proposals_dir`). ``on_start``/``on_trial``:
+    see :func:`escale.search.study.run_study`."""
+    study = run_study(cfg, n_trials, on_trial=on_trial, on_start=on_start)
     front = pareto_frame(study)
     if front.empty:
         fastest = fastest_seen(study)
         seen = f"; fastest latency seen {fastest:.2f} ms" if fastest is not None else ""
         raise EscaleError(f"propose: no candidate of study {cfg.name!r} fits --budget-ms {cfg.budget_ms}{seen}")
     front = front.head(top).copy()
-    out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / cfg.name
+    out = Path(out_dir) if out_dir is not None else paths.proposals_dir() / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     files = []
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}

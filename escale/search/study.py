@@ -6,11 +6,11 @@ ms, feasible when <= 0, so ``study.best_trials`` is the feasible Pareto front an
 where infeasible candidates lie. A candidate predicted (latency table) or measured over budget is
 rejected before any training: the trial ends PRUNED with ``rejected_reason`` set.
 
-Storage is Optuna RDB: ``reports/studies/<study-name>.db`` (SQLite) by default, or any SQLAlchemy
-URL (PostgreSQL, MySQL). Re-running the same command resumes the study; several workers on one
-storage share it. Each running trial records a heartbeat; a trial whose worker died (SIGKILL, lost
-machine) is failed once its heartbeat is ``grace_s`` old and queued again once, so a killed worker
-loses only the trial it was running.
+Storage is Optuna RDB: ``<home>/studies/<study-name>.db`` (SQLite, :func:`escale.paths.studies_dir`) by
+default, or any SQLAlchemy URL (PostgreSQL, MySQL). Re-running the same command resumes the study;
+several workers on one storage share it. Each running trial records a heartbeat; a trial whose worker
+died (SIGKILL, lost machine) is failed once its heartbeat is ``grace_s`` old and queued again once, so
+a killed worker loses only the trial it was running.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from escale import paths
 from escale.errors import BackendUnavailableError, EscaleError, SpecError
 from escale.search.objectives import COST_UNITS, TrainSettings, accuracy, check_accuracy, check_cost, measure
 from escale.search.space import SearchSpace
 from escale.spec import ESegSpec, family
 
-DEFAULT_DIR = Path("reports/studies")
 CONSTRAINT = "latency_over_budget_ms"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Study attributes that must match when a study is resumed (the rest is informative).
@@ -142,14 +142,20 @@ def _reject(attrs: dict[str, Any], reason: str, over_ms: float) -> Outcome:
 
 # --- storage -------------------------------------------------------------------------------------
 def storage_url(storage: str | None, study_name: str) -> str:
-    """``None`` -> ``sqlite:///reports/studies/<name>.db``; a bare path -> SQLite; a URL is kept."""
+    """``None`` -> ``sqlite:///<studies_dir>/<name>.db`` (:func:`escale.paths.studies_dir`); a bare path ->
+    SQLite; a URL is kept."""
     if storage is None:
-        DEFAULT_DIR.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{DEFAULT_DIR / (study_name + '.db')}"
+        paths.studies_dir().mkdir(parents=True, exist_ok=True)
+        return default_storage_url(study_name)
     if "://" not in storage:
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{storage}"
     return storage
+
+
+def default_storage_url(study_name: str) -> str:
+    """``sqlite:///`` URL of the study's database in :func:`escale.paths.studies_dir` (an absolute path)."""
+    return f"sqlite:///{paths.studies_dir() / (study_name + '.db')}"
 
 
 def shown_url(url: str) -> str:
@@ -229,11 +235,11 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
 
 
 def load_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Open an existing study by name (default storage: ``reports/studies/<name>.db``); never creates one.
+    """Open an existing study by name (default storage: ``<studies_dir>/<name>.db``); never creates one.
 
     The one reader of saved studies: ``escale study``, ``escale plot study`` and ``escale report`` use it.
     """
-    url = f"sqlite:///{DEFAULT_DIR / (name + '.db')}" if storage is None else (
+    url = default_storage_url(name) if storage is None else (
         storage if "://" in storage else f"sqlite:///{storage}")
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
@@ -289,10 +295,12 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None,
-              on_trial: Callable[[optuna.trial.FrozenTrial, int], None] | None = None) -> optuna.Study:
+              on_trial: Callable[[optuna.trial.FrozenTrial, int], None] | None = None,
+              on_start: Callable[[optuna.Trial], None] | None = None) -> optuna.Study:
     """Run until the study has ``n_trials`` COMPLETE trials (rejections do not count; resumes a study).
 
-    ``on_trial(frozen_trial, n_complete)`` is called after each trial this worker finishes.
+    ``on_start(trial)`` is called as this worker starts a trial (params and ``spec``/``preset`` attributes
+    set, not yet evaluated); ``on_trial(frozen_trial, n_complete)`` after each trial it finishes.
     """
     if not isinstance(n_trials, int) or n_trials < 1:
         raise SpecError(f"--trials: {n_trials!r} must be a whole number >= 1")
@@ -319,7 +327,7 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
             trial = study.ask(cfg.space.distributions)
         with _Heartbeat(study._storage, trial._trial_id):
             try:
-                frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids)
+                frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids, on_start)
             except KeyboardInterrupt:  # Ctrl-C: end the running trial cleanly; completed ones are stored
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
@@ -334,12 +342,15 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, evaluate: Evaluator,
-               preset_ids: dict[str, str]) -> tuple[optuna.trial.FrozenTrial, float | None]:
+               preset_ids: dict[str, str], on_start: Callable[[optuna.Trial], None] | None = None,
+               ) -> tuple[optuna.trial.FrozenTrial, float | None]:
     spec = cfg.space.to_spec(trial.params, name=f"trial-{trial.number}")
     trial.set_user_attr("spec", spec.to_dict())
     trial.set_user_attr("spec_id", spec.spec_id)
     trial.set_user_attr("preset", preset_ids.get(spec.spec_id))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    if on_start:
+        on_start(trial)
     try:
         out = evaluate(spec, cfg)
     except EscaleError as exc:
