@@ -12,7 +12,7 @@ import yaml
 from rich.console import Console
 from search_common import SIZE, TINY
 
-from escale.cli import progress, render
+from escale.cli import progress
 from escale.cli.main import main
 
 LINE = re.compile(r"^[\w ]+: .* \[\d+/\d+( \w+)?, \d+:\d\d\]$")
@@ -69,21 +69,6 @@ def test_machine_output_gets_plain_lines_even_on_a_terminal_and_off_is_silent() 
     with progress.reporter(enabled=False, console=console) as rep:
         rep.task("x", total=1).advance("done")
     assert rep.mode == "off" and buf.getvalue() == ""
-
-
-def test_render_progress_is_a_thin_wrapper_with_richs_calls(capsys) -> None:  # noqa: ANN001
-    with render.progress(True) as bar:
-        t = bar.add_task("profiling", total=2)
-        for name in ("ESeg-S", "ESeg-M"):
-            bar.update(t, description=f"profiling {name}")
-            bar.advance(t)
-    with render.progress(False) as off:
-        assert off is None
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert [ln.split(" [")[0] for ln in lines] == ["profiling: profiling ESeg-S", "profiling: profiling ESeg-M"]
-    assert lines[-1].startswith("profiling: profiling ESeg-M [2/2, ")
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import argparse
 
-from escale.cli import render
+from escale.cli import progress, render
+from escale.cli.helptext import with_example
 from escale.errors import EscaleError, SpecError
 from escale.spec import FAMILIES, family, load_spec, parse_input_size
 
-EXAMPLES = """examples:
-  escale profile --family eseg                         # the paper's six models at 1024x2048
-  escale profile ESeg-S --set decoder.max_level=5      # compared with Table 1's P2-P5 row
-  escale profile timm:resnet50 --input-size 224x224    # any timm model, built without weights
-  escale profile ESeg-S --by module --depth 3          # where the MACs go, module by module"""
+EXAMPLES = ("escale profile --family eseg                         # the paper's six models at 1024x2048",
+            "escale profile ESeg-S --set decoder.max_level=5      # compared with Table 1's P2-P5 row",
+            "escale profile timm:resnet50 --input-size 224x224    # any timm model, built without weights",
+            "escale profile ESeg-S --by module --depth 3          # where the MACs go, module by module")
 FAMILY_HELP = "eseg = all six Table 3 models; eseg-lite = ESeg-Lite-S/M/L; eseg-full = ESeg-S/M/L only"
 BREAKDOWNS = ("module", "part", "level", "operator")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="count params and FLOPs (multiply-adds) of ESeg specs or any model",
-                       description="Params and FLOPs (multiply-adds, batch 1) of presets, families, YAML specs, "
-                                   "timm models or nn.Module factories.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       **with_example("Params and FLOPs (multiply-adds, batch 1) of presets, families, YAML specs, "
+                                      "timm models or nn.Module factories; with --latency also latency, FPS and "
+                                      "peak memory.", *EXAMPLES))
     p.add_argument("specs", nargs="*", metavar="MODEL",
                    help="preset name (e.g. ESeg-S), YAML/JSON spec file, timm:<model> or "
                         "module:<package.module>:<callable> (a factory returning an nn.Module)")
@@ -102,26 +102,26 @@ def run(args: argparse.Namespace) -> int:
     latency = latency_request(args)
     records, failures = [], []
     depth = max(args.depth, 3)
-    with render.progress(args.format == "table") as bar:
-        task = bar.add_task("profiling", total=len(targets)) if bar else None
+    # one plain progress line per model in logs only when it takes a while (latency), a bar in a terminal
+    with progress.reporter(live=args.format == "table", enabled=bool(latency) or args.format == "table") as rep:
+        task = rep.task("profile", total=len(targets), unit="models")
         for target in targets:
             label = target if isinstance(target, str) else target.name
-            if bar:
-                bar.update(task, description=f"profiling {label}")
+            task.status(f"profiling {label}")
             try:
                 rec = profile(target, input_size=input_size, counter=args.counter, module_depth=depth)
             except EscaleError as exc:  # keep going: one bad model must not lose the others' results
                 failures.append(f"{label}: {exc}")
                 rec = None
             if rec is not None and latency:
-                if bar:
-                    bar.update(task, description=f"measuring {label} ({args.latency} {args.device} "
-                                                 f"{args.precision}, {rec.input_size[0]}x{rec.input_size[1]})")
+                task.status(f"measuring {label} ({args.latency} {args.device} {args.precision}, "
+                            f"{rec.input_size[0]}x{rec.input_size[1]})")
                 add_latency(rec, target, latency, failures)
             if rec is not None:
                 records.append(rec)
-            if bar:
-                bar.advance(task)
+            done = (f"{rec.extra['latency_ms']:.2f} ms" if rec is not None and "latency_ms" in rec.extra
+                    else f"{rec.gmacs:.2f} G MACs" if rec is not None else "failed")
+            task.advance(f"{label}: {done}")
     if records or args.format != "table":
         show(records, args.format, args.counter, wide=args.wide)
         if args.by and args.format == "table":

@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -158,29 +157,3 @@ def reporter(live: bool = True, enabled: bool = True, console: Console | None = 
     rep = Reporter(live=live, enabled=enabled, console=console)
     with rep:
         yield rep
-
-
-class ProgressAdapter:
-    """The part of ``rich.progress.Progress`` escale's commands used (``add_task``, ``update``,
-    ``advance``), over a :class:`Reporter`: what :func:`escale.cli.render.progress` yields."""
-
-    def __init__(self, rep: Reporter) -> None:
-        self.rep = rep
-        self.tasks: list[Task] = []
-
-    def add_task(self, description: str, total: float | None = None, **_: Any) -> int:
-        self.tasks.append(self.rep.task(description, None if total is None else int(total)))
-        return len(self.tasks) - 1
-
-    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
-               advance: float | None = None, description: str | None = None, **_: Any) -> None:
-        t = self.tasks[task_id]
-        if total is not None:
-            t.update(int(total))
-        if description is not None:
-            t.status(description)
-        if completed is not None or advance:
-            t.advance(n=int(advance or 0), completed=None if completed is None else int(completed))
-
-    def advance(self, task_id: int, advance: float = 1) -> None:
-        self.tasks[task_id].advance(n=int(advance))

@@ -1,4 +1,4 @@
-"""Rendering of records in one place: rich tables to stdout, JSON/CSV for machines, progress on stderr."""
+"""Rendering of records in one place: rich tables to stdout, JSON/CSV for machines (progress: escale.cli.progress)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from escale.cli.progress import ProgressAdapter, reporter
-
 FORMATS = ("table", "json", "csv")
 # In a terminal rich follows its width; in logs and pipes, $COLUMNS if set, else 200 characters.
 stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200))
-stderr = Console(stderr=True)
 
 
 def error(message: str) -> None:
@@ -86,17 +82,6 @@ def table(title: str, columns: list[tuple[str, str]], rows: Iterable[list[str]],
 
 
 TEXT_MIN_WIDTH = 12  # a text column narrower than its longest cell wraps inside the cell, never below this
-
-
-@contextmanager
-def progress(enabled: bool) -> Iterator[ProgressAdapter | None]:
-    """Progress on stderr with rich's ``add_task``/``update``/``advance`` calls, or None when disabled:
-    a bar in a terminal, plain lines in logs (see :mod:`escale.cli.progress`, the API to use)."""
-    if not enabled:
-        yield None
-        return
-    with reporter(live=True, console=stderr) as rep:
-        yield ProgressAdapter(rep)
 
 
 def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
