@@ -1,10 +1,16 @@
 """escale: generate, profile, search and report ESeg segmentation networks.
 
 >>> import escale
->>> rec = escale.profile(escale.preset("ESeg-S"))        # params and MACs at 1024x2048
->>> rec = escale.profile("timm:resnet50", input_size=(224, 224))   # any timm model or nn.Module
->>> model = escale.build_model(escale.preset("ESeg-S"))  # a torch.nn.Module
->>> rec = escale.train(spec, dataset="synthetic", steps=50, input_size=(64, 128))   # escale.train package
+>>> spec = escale.preset("ESeg-S")
+>>> rec = escale.profile(spec)                              # params and MACs at 1024x2048
+>>> rec.paper_source, round(rec.gmacs, 2)                   # compared with the paper: it is the paper's model
+('Table 4', 33.95)
+>>> escale.profile("timm:resnet50").input_size              # any timm model or nn.Module, too
+(224, 224)
+>>> model = escale.build_model(spec)                        # a torch.nn.Module
+>>> rec = escale.train(spec, dataset="synthetic", steps=2, input_size=(64, 128), eval_images=2)
+>>> rec.notes                                               # any input size runs; collapsed levels are named
+['P7-P9 are 1x1 at 64x128 (levels below one pixel are clamped to 1)']
 """
 
 from escale.errors import (

@@ -20,3 +20,10 @@ def test_import_escale_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", "import sys, escale; print('torch' in sys.modules)"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_package_docstring_example_runs():
+    import doctest
+
+    result = doctest.testmod(escale, verbose=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 6 and result.failed == 0

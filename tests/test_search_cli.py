@@ -89,3 +89,20 @@ def test_lut_predict_and_quick_build(setup, tmp_path: Path, capsys) -> None:  # 
     assert table["input_size"] == [64, 128] and table["timing"]["clock"] == "thread_cpu"
     assert len(table["kernels"]) == len(set(escale.search.kernels.model_kernels(spec, SIZE)))
     assert all(e["latency_ms"] >= 0 for e in table["kernels"].values())
+
+
+def test_propose_runs_below_the_top_level_and_names_the_collapsed_levels(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump(TINY))
+    args = ["propose", "--space", str(space_file), "--input-size", "32x64", "--cost", "macs", "--no-measure",
+            "--trials", "4", "--storage", f"sqlite:///{tmp_path / 'small.db'}", "--study-name", "small",
+            "--out", str(tmp_path / "out"), "--seed", "0", "--top", "4"]
+    assert main([*args, "--format", "json"]) == 0  # P6 is 1x1 at 32x64: allowed, and said
+    rows = json.loads(capsys.readouterr().out)
+    six = [r for r in rows if r["max_level"] == 6]
+    assert six, rows  # seed 0: the front holds P6 models
+    assert {r["input_size_note"] for r in six} == {"P6 is 1x1 at 32x64 (levels below one pixel are clamped to 1)"}
+    assert all(r["input_size_note"] is None for r in rows if r["max_level"] == 5)  # P5 is 1x2: nothing collapses
+    assert "# P6 is 1x1 at 32x64" in Path(six[0]["spec_file"]).read_text()
+    assert main(args) == 0  # the table says it too
+    assert "Rank 1: P6 is 1x1 at 32x64" in capsys.readouterr().out

@@ -34,3 +34,10 @@ def test_train_errors_are_one_line(capsys, tmp_path):
     code = main(["train", *TINY, "--steps", "1", "--input-size", "0x128"])
     _, err = capsys.readouterr()
     assert code == 2 and "--input-size: '0x128'" in err
+
+
+def test_train_a_full_preset_with_the_default_input_size(capsys):
+    code = main(["train", "ESeg-S", "--steps", "1", "--eval-images", "1", "--format", "json"])
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert code == 0 and rec["input_size"] == [128, 256] and rec["name"] == "ESeg-S+num_classes=8"
+    assert rec["notes"] == ["P8-P9 are 1x1 at 128x256 (levels below one pixel are clamped to 1)"]

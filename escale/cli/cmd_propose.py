@@ -152,5 +152,7 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
                + (" (a Cityscapes estimate from the paper's FLOPs trend, not a measurement)" if cfg.accuracy == "proxy"
                   else " (short training)")
                + ". FLOPs are multiply-adds at the input size. pred./meas.: latency predicted from the kernel table"
-               " / measured.")
+               " / measured."
+               + "".join(f"\nRank {i}: {r['input_size_note']}" for i, r in enumerate(rows, start=1)
+                         if isinstance(r.get("input_size_note"), str)))
     render.table(f"ESeg proposals — {budget}", SHOWN, out, caption)

@@ -51,15 +51,17 @@ def propose(cfg: StudyConfig, n_trials: int, top: int = 5, out_dir: str | Path |
     front = front.head(top).copy()
     out = Path(out_dir) if out_dir is not None else paths.proposals_dir() / cfg.name
     out.mkdir(parents=True, exist_ok=True)
-    files = []
+    files, notes = [], []
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     for rank, row in enumerate(front.itertuples(), start=1):
         t = by_number[row.trial]
         spec = ESegSpec.from_dict({**t.user_attrs["spec"], "name": f"{cfg.name}-{rank}"})
+        notes.append(spec.input_size_note(tuple(cfg.input_size)))  # e.g. "P8-P9 are 1x1 at 128x256 (...)"
         path = out / f"{rank:02d}-{spec.spec_id}.yaml"
-        path.write_text(_header(cfg, t.user_attrs, rank) + spec.to_yaml())
+        path.write_text(_header(cfg, t.user_attrs, rank, notes[-1]) + spec.to_yaml())
         files.append(str(path))
     front["spec_file"] = files
+    front["input_size_note"] = notes
     front["study"] = cfg.name
     return front
 
@@ -68,11 +70,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
-def _header(cfg: StudyConfig, ua: dict[str, Any], rank: int) -> str:
+def _header(cfg: StudyConfig, ua: dict[str, Any], rank: int, note: str | None) -> str:
     h, w = cfg.input_size
     lines = [f"# escale proposal {rank} of study {cfg.name} (spec_id {ua.get('spec_id')})",
              f"# {cfg.backend}/{cfg.device}/{cfg.precision}, input {h}x{w}, budget {cfg.budget_ms} ms",
              f"# mIoU {ua.get('miou')} ({ua.get('accuracy_objective')}), predicted latency "
              f"{_ms(ua.get('predicted_latency_ms'))}, measured latency {_ms(ua.get('latency_ms'))}, "
-             f"MACs {ua.get('macs')}, params {ua.get('params')}"]
+             f"MACs {ua.get('macs')}, params {ua.get('params')}"] + ([f"# {note}"] if note else [])
     return "\n".join(lines) + "\n"
