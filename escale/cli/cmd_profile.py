@@ -212,9 +212,10 @@ def show(records: list, fmt: str, counter: str, wide: bool = False) -> None:
 def caption(records: list, size: str, counter: str, timed: list, wide: bool) -> str:
     """The table's caption: units and conventions, the paper rule, notes, ops not counted."""
     lines = [f"FLOPs: multiply-adds (one fused multiply-add = 1, the paper's convention), batch 1, input {size}, "
-             f"counter={counter}; params include BN.",
-             "Paper figures (Δ) only for the paper's own configurations at 1024x2048 and 19 classes; "
-             "'paper' names the table." + ("" if wide else " --wide: every column.")]
+             f"counter={counter}; params include BN." + ("" if wide else " --wide: every column.")]
+    if any(r.kind == "eseg" for r in records):
+        lines.append("Paper figures (Δ) only for the paper's own configurations at 1024x2048 and 19 classes; "
+                     "'paper' names the table.")
     for r in records:
         lines += [f"{r.name}: {note}" for note in r.notes]
         if r.ops_not_counted:
