@@ -59,6 +59,7 @@ _EW = Op(ELEMENTWISE)
 OPS: dict[str, Op] = {
     # multiply-adds (torch's flop formulas)
     "convolution": Op(CONV, "conv", meta=meta.convolution), "_convolution": Op(CONV, "conv"),
+    "cudnn_convolution": Op(CONV), "_slow_conv2d_forward": Op(CONV), "convolution_overrideable": Op(CONV),
     "mm": Op(MATMUL), "addmm": Op(MATMUL), "bmm": Op(MATMUL), "baddbmm": Op(MATMUL), "_scaled_mm": Op(MATMUL),
     "_scaled_dot_product_efficient_attention": Op(MATMUL), "_scaled_dot_product_flash_attention": Op(MATMUL),
     "_scaled_dot_product_cudnn_attention": Op(MATMUL), "_flash_attention_forward": Op(MATMUL),
@@ -71,8 +72,9 @@ OPS: dict[str, Op] = {
     "hardsigmoid": Op(ELEMENTWISE, meta=meta.unary), "hardtanh": _EW, "hardtanh_": _EW, "threshold": _EW,
     "leaky_relu": _EW, "clamp": _EW, "clamp_min": _EW,
     # batch-norm (folds into the preceding conv kernel) and other normalisations
-    "native_batch_norm": _BN, "_native_batch_norm_legit_no_training": _BN, "_native_batch_norm_legit": _BN,
-    "batch_norm": _BN, "native_layer_norm": _EW, "native_group_norm": _EW,
+    "native_batch_norm": _BN, "_native_batch_norm_legit_no_training": _BN,
+    "_native_batch_norm_legit": Op(ELEMENTWISE, "bn"), "batch_norm": Op(ELEMENTWISE, "bn"),
+    "native_layer_norm": _EW, "native_group_norm": _EW,
     # arithmetic
     "add": Op(ELEMENTWISE, "add", meta=meta.binary), "add_": Op(ELEMENTWISE, "add", meta=meta.binary_),
     "mul": Op(ELEMENTWISE, "mul", meta=meta.binary), "mul_": Op(ELEMENTWISE, "mul", meta=meta.binary_),

@@ -1,0 +1,224 @@
+"""The dispatch trace: op table, checked meta shortcuts (against the CPU kernels), attribution, consumers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import flop_registry
+
+from escale.models import build_model
+from escale.profiler.dispatch import OpCounts, _Count, count_ops, level_namer
+from escale.profiler.latency.memory import _LiveStorages, estimate_peak_memory
+from escale.profiler.ops import CATEGORIES, CONV, MATMUL, OPS, op_of
+from escale.profiler.trace import trace
+from escale.search.kernels import _DataFlow, group_kernels, model_kernels
+
+aten = torch.ops.aten
+
+
+def _t(*shape: int, dtype: torch.dtype = torch.float32):
+    """A tensor factory for one device: ``_t(1, 4, 3, 3)(device)``."""
+    return lambda dev: torch.zeros(shape, dtype=dtype, device=dev)
+
+
+def _outcome(fn):
+    """(shape, dtype) of the (first) output, or the type of the error raised."""
+    try:
+        out = fn()
+    except Exception as exc:  # noqa: BLE001 - the error type is the outcome
+        return type(exc)
+    if out is None:
+        return "not covered by the shortcut"
+    out = out[0] if isinstance(out, tuple) else out
+    return tuple(out.shape), out.dtype
+
+
+def _args(spec: tuple, dev: str) -> tuple:
+    return tuple(a(dev) if callable(a) else a for a in spec)
+
+
+X, W = _t(1, 8, 10, 10), _t(6, 4, 3, 3)
+CONV_CASES = {  # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    "grouped, strided": (X, W, _t(6), [2, 2], [1, 1], [1, 1], False, [0, 0], 2),
+    "1d": (_t(2, 4, 9), _t(5, 4, 3), None, [1], [0], [2], False, [0], 1),
+    "3d": (_t(1, 4, 5, 6, 7), _t(3, 2, 3, 3, 3), None, [1, 2, 1], [1, 0, 1], [1, 1, 1], False, [0, 0, 0], 2),
+    "one stride for two dims": (X, W, None, [2], [1], [1], False, [0], 2),
+    "wrong input channels": (X, W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+    "wrong groups": (X, W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 3),
+    "weight not divisible by groups": (X, _t(5, 4, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 2),
+    "zero groups": (X, W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 0),
+    "3-d input, 4-d weight": (_t(8, 10, 10), W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 2),
+    "bias size": (X, W, _t(5), [1, 1], [0, 0], [1, 1], False, [0, 0], 2),
+    "kernel larger than input": (_t(1, 8, 2, 9), W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 2),
+    "zero stride": (X, W, None, [0, 1], [0, 0], [1, 1], False, [0, 0], 2),
+    "negative padding": (X, W, None, [1, 1], [-1, 0], [1, 1], False, [0, 0], 2),
+    "zero dilation": (X, W, None, [1, 1], [0, 0], [0, 1], False, [0, 0], 2),
+    "stride of three values": (X, W, None, [1, 1, 1], [0, 0], [1, 1], False, [0, 0], 2),
+    "double input, float weight": (_t(1, 8, 10, 10, dtype=torch.float64), W, None, [1, 1], [0, 0], [1, 1], False,
+                                   [0, 0], 2),
+}
+ELEMENTWISE_CASES = {
+    "add: broadcast": ("add", _t(1, 4, 3, 3), _t(4, 1, 1)),
+    "add: not broadcastable": ("add", _t(1, 4, 3, 3), _t(1, 5, 3, 3)),
+    "add: half + float promotes": ("add", _t(2, 3, dtype=torch.float16), _t(2, 3)),
+    "mul: 0-d double keeps float": ("mul", _t(2, 3), _t(dtype=torch.float64)),
+    "mul: 0-d tensor times a map": ("mul", _t(), _t(1, 2, 5, 5)),
+    "mul: python float": ("mul", _t(2, 3, dtype=torch.float16), 0.5),
+    "div: python int": ("div", _t(2, 3), 3),
+    "sub: broadcast both ways": ("sub", _t(3, 1), _t(1, 4)),
+    "add_: into a smaller tensor": ("add_", _t(1, 4, 1, 1), _t(1, 4, 3, 3)),
+    "add_: float into half": ("add_", _t(1, 4, dtype=torch.float16), _t(1, 4)),
+    "mul_: broadcast in": ("mul_", _t(1, 4, 3, 3), _t(1, 4, 1, 1)),
+    "relu": ("relu", _t(2, 3, dtype=torch.float64)),
+    "silu_": ("silu_", _t(2, 3)),
+    "sigmoid": ("sigmoid", _t(1, 2, 1, 1)),
+}
+RESIZE_CASES = {
+    "nearest up": ("upsample_nearest2d", _t(1, 3, 5, 7), [10, 13]),
+    "bilinear down": ("upsample_bilinear2d", _t(2, 3, 9, 9), [4, 5], False),
+    "bilinear to zero": ("upsample_bilinear2d", _t(1, 3, 3, 3), [0, 5], False),
+    "nearest of a 3-d tensor": ("upsample_nearest2d", _t(3, 5, 7), [10, 13]),
+}
+
+
+def _check_shortcut(name: str, spec: tuple, cpu=None) -> None:
+    """The shortcut on meta tensors gives the CPU kernel's output shape and dtype, or raises its error type."""
+    cpu = cpu or getattr(aten, name)
+    want = _outcome(lambda: cpu(*_args(spec, "cpu")))
+    assert _outcome(lambda: OPS[name].meta(_args(spec, "meta"))) == want
+
+
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_conv_shortcut_matches_the_cpu_kernel(case):
+    _check_shortcut("convolution", CONV_CASES[case])
+
+
+@pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
+def test_elementwise_shortcut_matches_the_cpu_kernel(case):
+    name, *spec = ELEMENTWISE_CASES[case]
+    _check_shortcut(name, tuple(spec))
+
+
+@pytest.mark.parametrize("case", list(RESIZE_CASES))
+def test_resize_shortcut_matches_the_cpu_kernel(case):
+    name, *spec = RESIZE_CASES[case]
+    _check_shortcut(name, tuple(spec))
+
+
+@pytest.mark.parametrize("sizes", [(4, 4, 4, 4), (5, 4, 4, 4), (4, 5, 4, 4), (4, 4, 5, 4), (4, 4, 4, 5)])
+def test_bn_shortcut_checks_every_channel_count(sizes):
+    # The CPU aten kernel reads out of bounds silently; at::batch_norm (what nn.BatchNorm2d calls) checks the
+    # sizes first. The shortcut must raise the same RuntimeError, and agree on shape where sizes are right.
+    stats = tuple(_t(n) for n in sizes)
+    spec = (_t(2, 4, 3, 3), *stats, False, 0.1, 1e-5)
+    _check_shortcut("native_batch_norm", spec, cpu=lambda x, w, b, m, v, *rest: F.batch_norm(x, m, v, w, b))
+    no_training = (_t(2, 4, 3, 3), *stats, 0.1, 1e-5)
+    _check_shortcut("_native_batch_norm_legit_no_training", no_training,
+                    cpu=lambda x, w, b, m, v, *rest: F.batch_norm(x, m, v, w, b))
+
+
+def test_shortcuts_step_aside_outside_their_domain():
+    ints = torch.zeros(2, 3, dtype=torch.int64, device="meta")
+    assert OPS["relu"].meta((ints,)) is None  # integer dtypes: torch's kernel decides
+    assert OPS["add"].meta((ints, ints)) is None
+    cl = torch.zeros(1, 8, 4, 4, device="meta").to(memory_format=torch.channels_last)
+    assert OPS["convolution"].meta((cl, torch.zeros(8, 8, 1, 1, device="meta"), None, [1, 1], [0, 0], [1, 1],
+                                    False, [0, 0], 1)) is None
+    assert OPS["native_batch_norm"].meta((torch.zeros(1, 4, 2, 2, device="meta"), None, None, None, None,
+                                          True, 0.1, 1e-5)) is None  # training mode
+    assert OPS["add"].meta((torch.zeros(2), torch.zeros(2))) is None  # CPU tensors run for real
+
+
+@pytest.mark.parametrize("mis_wired,x_shape", [
+    (nn.Conv2d(4, 6, 3), (1, 8, 16, 16)),                   # the issue's example: 55,296 MACs counted before
+    (nn.Conv2d(8, 6, 3, groups=2), (1, 6, 16, 16)),          # 6 channels for 2 groups of 4
+    (nn.BatchNorm2d(5), (1, 4, 8, 8)),
+    (nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(5, 4, 1)), (1, 4, 8, 8)),
+])
+def test_mis_wired_modules_raise_on_meta_as_on_cpu(mis_wired, x_shape):
+    mis_wired = mis_wired.eval()
+    with pytest.raises(RuntimeError):
+        count_ops(mis_wired, torch.zeros(x_shape))
+    with pytest.raises(RuntimeError):
+        count_ops(mis_wired.to("meta"), torch.empty(x_shape, device="meta"))
+
+
+class _BadAdd(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x.mean(dim=(2, 3))  # (B, C, H, W) + (B, C): broadcasts only by accident of sizes
+
+
+def test_non_broadcastable_add_raises_on_meta_as_on_cpu():
+    for dev in ("cpu", "meta"):
+        with pytest.raises(RuntimeError, match="must match the size"):
+            count_ops(_BadAdd(), torch.zeros(1, 4, 5, 6, device=dev))
+    assert count_ops(_BadAdd(), torch.zeros(1, 4, 5, 4, device="meta")).rows  # (1, 4) broadcasts against (5, 4)
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.conv(x))  # (B, 4, H/2, W/2)
+        return F.interpolate(y, size=x.shape[-2:], mode="nearest") * 2.0  # (B, 4, H, W), at Block level
+
+
+def test_rows_are_attributed_to_the_innermost_module_and_level():
+    model = nn.Sequential(Block(), nn.Sequential(nn.Conv2d(4, 2, 1))).eval()
+    for dev in ("cpu", "meta"):
+        counts = count_ops(model.to(dev), torch.zeros(2, 3, 8, 12, device=dev))
+        assert dict(counts.rows) == {
+            ("0.conv", "P1", "convolution", "conv_macs"): 2 * 4 * 3 * 9 * 4 * 6,
+            ("0.act", "P1", "relu", "elementwise_ops"): 2 * 4 * 4 * 6,
+            ("0", "P0", "upsample_nearest2d", "resize_ops"): 2 * 4 * 8 * 12,
+            ("0", "P0", "mul", "elementwise_ops"): 2 * 4 * 8 * 12,
+            ("1.0", "P0", "convolution", "conv_macs"): 2 * 2 * 4 * 8 * 12,
+        }
+
+
+def test_one_trace_feeds_every_consumer(tiny_spec):
+    model = build_model(tiny_spec, device="meta").fold_for_inference()
+    x = torch.empty(1, 3, 64, 64, device="meta")
+    seen: list[str] = []
+    counts, ignore = OpCounts(), {t.untyped_storage()._cdata for t in [*model.parameters(), *model.buffers(), x]}
+    live = _LiveStorages(ignore)
+    out = trace(model, x, [lambda ev: seen.append(ev.name), _Count(counts, level_namer((64, 64), 6)), live])
+    assert out.shape == (1, 19, 64, 64)
+    assert len(seen) > 100 and seen.count("convolution") == sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert dict(counts.rows) == dict(count_ops(model, x, 6).rows)
+    assert live.peak == estimate_peak_memory(model, x).peak_bytes > 19 * 64 * 64 * 4
+    flow = _DataFlow(x)  # keeps every tensor alive (ids stay unique): traced on its own
+    trace(model, x, [flow])
+    assert [k.key for k in group_kernels(flow.events)] == [k.key for k in model_kernels(tiny_spec, (64, 64))]
+
+
+def test_shortcuts_give_the_rows_of_torchs_meta_kernels(tiny_spec):
+    model = build_model(tiny_spec, device="meta").eval()
+    x = torch.empty(1, 3, 64, 96, device="meta")
+    fast, slow = count_ops(model, x, 6), count_ops(model, x, 6, shortcuts=False)
+    assert dict(fast.rows) == dict(slow.rows) and dict(fast.no_arithmetic) == dict(slow.no_arithmetic)
+
+
+def test_op_table_covers_torchs_flop_formulas():
+    forward = {p.__name__ for p in flop_registry if isinstance(p, torch._ops.OpOverloadPacket)
+               and "backward" not in p.__name__}
+    assert forward == {n for n, op in OPS.items() if op.cost in (CONV, MATMUL)}
+    assert {op.cost for op in OPS.values()} == {*CATEGORIES, "no_arithmetic"}
+    assert op_of("cumsum").cost == "not_counted"
+    assert {n for n, op in OPS.items() if op.meta} == {
+        "convolution", "relu", "relu_", "silu", "silu_", "sigmoid", "sigmoid_", "hardswish", "hardswish_", "gelu",
+        "tanh", "hardsigmoid", "native_batch_norm", "_native_batch_norm_legit_no_training", "add", "add_", "mul", "mul_", "sub", "div", "div_", "upsample_nearest2d", "upsample_bilinear2d"}
+
+
+def test_meta_build_skips_init_and_keeps_state_dict_shapes(tiny_spec):
+    real, meta = build_model(tiny_spec), build_model(tiny_spec, device="meta")
+    assert {k: (v.shape, v.dtype) for k, v in meta.state_dict().items()} == \
+        {k: (v.shape, v.dtype) for k, v in real.state_dict().items()}
+    assert all(v.is_meta for v in meta.state_dict().values())
+    assert torch.empty(2).device.type == "cpu" and torch.zeros(3).normal_().abs().sum() > 0  # no mode left behind
+    assert real.head.predict[1].weight.std() > 0  # real builds are still initialised
