@@ -75,6 +75,27 @@ ELEMENTWISE_CASES = {
     "silu_": ("silu_", _t(2, 3)),
     "sigmoid": ("sigmoid", _t(1, 2, 1, 1)),
 }
+REDUCTION_CASES = {
+    "mean over H, W kept": ("mean.dim", _t(2, 3, 5, 7), [2, 3], True),
+    "mean over negative dims": ("mean.dim", _t(2, 3, 5, 7), [-1, 1]),
+    "mean over one dim": ("mean.dim", _t(2, 3, 5), [0]),
+    "mean dim out of range": ("mean.dim", _t(2, 3, 5, 7), [4], True),
+    "mean dim twice": ("mean.dim", _t(2, 3, 5, 7), [2, -2], True),
+    "sum of everything": ("sum.default", _t(4, dtype=torch.float16)),
+    "sum over dims": ("sum.dim_IntList", _t(2, 3, 5), [1, 2], False),
+}
+POOL_CASES = {  # max_pool2d_with_indices(x, kernel, stride, padding, dilation, ceil_mode); avg_pool2d(..., ceil_mode, ...)
+    "max 3x3/2 pad 1, odd size": ("max_pool2d_with_indices", _t(1, 4, 9, 7), [3, 3], [2, 2], [1, 1]),
+    "max default stride": ("max_pool2d_with_indices", _t(4, 9, 8), [2]),
+    "max ceil mode": ("max_pool2d_with_indices", _t(1, 2, 10, 10), [3, 3], [2, 2], [0, 0], [1, 1], True),
+    "max dilated": ("max_pool2d_with_indices", _t(1, 2, 10, 11), [3, 2], [1, 2], [2, 1], [2, 1]),
+    "max pad over half the kernel": ("max_pool2d_with_indices", _t(1, 2, 8, 8), [3, 3], [2, 2], [2, 2]),
+    "max window larger than input": ("max_pool2d_with_indices", _t(1, 2, 2, 2), [5, 5], [1, 1]),
+    "max zero stride": ("max_pool2d_with_indices", _t(1, 2, 8, 8), [3, 3], [0, 2]),
+    "avg 3x3/2 pad 1, no pad count": ("avg_pool2d", _t(1, 4, 9, 7), [3, 3], [2, 2], [1, 1], False, False),
+    "avg ceil mode": ("avg_pool2d", _t(1, 2, 10, 10), [3, 3], [2, 2], [1, 1], True),
+    "avg pad over half the kernel": ("avg_pool2d", _t(1, 2, 8, 8), [2, 2], [2, 2], [2, 2]),
+}
 RESIZE_CASES = {
     "nearest up": ("upsample_nearest2d", _t(1, 3, 5, 7), [10, 13]),
     "bilinear down": ("upsample_bilinear2d", _t(2, 3, 9, 9), [4, 5], False),
@@ -85,9 +106,10 @@ RESIZE_CASES = {
 
 def _check_shortcut(name: str, spec: tuple, cpu=None) -> None:
     """The shortcut on meta tensors gives the CPU kernel's output shape and dtype, or raises its error type."""
-    cpu = cpu or getattr(aten, name)
+    packet, _, overload = name.partition(".")
+    cpu = cpu or (getattr(getattr(aten, packet), overload) if overload else getattr(aten, packet))
     want = _outcome(lambda: cpu(*_args(spec, "cpu")))
-    assert _outcome(lambda: OPS[name].meta(_args(spec, "meta"))) == want
+    assert _outcome(lambda: OPS[packet].meta(_args(spec, "meta"), {})) == want
 
 
 @pytest.mark.parametrize("case", list(CONV_CASES))
@@ -98,6 +120,18 @@ def test_conv_shortcut_matches_the_cpu_kernel(case):
 @pytest.mark.parametrize("case", list(ELEMENTWISE_CASES))
 def test_elementwise_shortcut_matches_the_cpu_kernel(case):
     name, *spec = ELEMENTWISE_CASES[case]
+    _check_shortcut(name, tuple(spec))
+
+
+@pytest.mark.parametrize("case", list(REDUCTION_CASES))
+def test_reduction_shortcut_matches_the_cpu_kernel(case):
+    name, *spec = REDUCTION_CASES[case]
+    _check_shortcut(name, tuple(spec))
+
+
+@pytest.mark.parametrize("case", list(POOL_CASES))
+def test_pooling_shortcut_matches_the_cpu_kernel(case):
+    name, *spec = POOL_CASES[case]
     _check_shortcut(name, tuple(spec))
 
 
@@ -121,14 +155,20 @@ def test_bn_shortcut_checks_every_channel_count(sizes):
 
 def test_shortcuts_step_aside_outside_their_domain():
     ints = torch.zeros(2, 3, dtype=torch.int64, device="meta")
-    assert OPS["relu"].meta((ints,)) is None  # integer dtypes: torch's kernel decides
-    assert OPS["add"].meta((ints, ints)) is None
+    assert OPS["relu"].meta((ints,), {}) is None  # integer dtypes: torch's kernel decides
+    assert OPS["add"].meta((ints, ints), {}) is None
+    x = torch.zeros(2, 3, device="meta")
+    assert OPS["add"].meta((x, x), {"alpha": 2}) is None  # keyword arguments
+    assert OPS["add"].meta((torch.zeros(2), torch.zeros(2)), {}) is None  # CPU tensors run for real
     cl = torch.zeros(1, 8, 4, 4, device="meta").to(memory_format=torch.channels_last)
     assert OPS["convolution"].meta((cl, torch.zeros(8, 8, 1, 1, device="meta"), None, [1, 1], [0, 0], [1, 1],
-                                    False, [0, 0], 1)) is None
+                                    False, [0, 0], 1), {}) is None
     assert OPS["native_batch_norm"].meta((torch.zeros(1, 4, 2, 2, device="meta"), None, None, None, None,
-                                          True, 0.1, 1e-5)) is None  # training mode
-    assert OPS["add"].meta((torch.zeros(2), torch.zeros(2))) is None  # CPU tensors run for real
+                                          True, 0.1, 1e-5), {}) is None  # training mode
+    assert OPS["sum"].meta((x, ["a"]), {}) is None  # named dims
+    assert OPS["empty"].meta(([2, 3],), {"device": torch.device("cpu")}) is None
+    made = OPS["empty"].meta(([2, 3],), {"dtype": torch.float16, "device": torch.device("meta")})
+    assert made.shape == (2, 3) and made.dtype == torch.float16 and made.is_meta
 
 
 @pytest.mark.parametrize("mis_wired,x_shape", [
@@ -212,7 +252,8 @@ def test_op_table_covers_torchs_flop_formulas():
     assert op_of("cumsum").cost == "not_counted"
     assert {n for n, op in OPS.items() if op.meta} == {
         "convolution", "relu", "relu_", "silu", "silu_", "sigmoid", "sigmoid_", "hardswish", "hardswish_", "gelu",
-        "tanh", "hardsigmoid", "native_batch_norm", "_native_batch_norm_legit_no_training", "add", "add_", "mul", "mul_", "sub", "div", "div_", "upsample_nearest2d", "upsample_bilinear2d"}
+        "tanh", "hardsigmoid", "native_batch_norm", "_native_batch_norm_legit_no_training", "add", "add_", "mul", "mul_", "sub", "div", "div_", "upsample_nearest2d", "upsample_bilinear2d", "mean", "sum",
+        "max_pool2d_with_indices", "avg_pool2d", "empty"}
 
 
 def test_meta_build_skips_init_and_keeps_state_dict_shapes(tiny_spec):

@@ -9,16 +9,29 @@ channel counts of weight, bias and running statistics; broadcasting and dtype pr
 elementwise ops; resize sizes. A shortcut returns ``None`` whenever it does not cover a call
 (non-meta or non-contiguous tensors, integer dtypes, transposed convolutions, training-mode
 batch-norm, keyword arguments): torch's own kernel then runs. Each shortcut has the signature
-``shortcut(args) -> output | None``; :mod:`escale.profiler.ops` names the ops they serve.
+``shortcut(args, kwargs) -> output | None``; :mod:`escale.profiler.ops` names the ops they serve.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 _META = torch.device("meta")
+Shortcut = Callable[[tuple, dict], Any]
+
+
+def positional(fn: Callable[[tuple], Any]) -> Shortcut:
+    """A shortcut for calls without keyword arguments (any keyword: torch's kernel runs)."""
+
+    @functools.wraps(fn)
+    def shortcut(args: tuple, kwargs: dict) -> Any:
+        return None if kwargs else fn(args)
+
+    return shortcut
 
 
 def _empty(shape: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -45,12 +58,14 @@ def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+@positional
 def unary(args: tuple) -> torch.Tensor | None:
     """Out-of-place activation (relu, silu, sigmoid, ...) of a floating tensor: same shape and dtype."""
     x = args[0]
     return _empty(x.shape, x.dtype) if len(args) == 1 and _plain(x) else None
 
 
+@positional
 def unary_(args: tuple) -> torch.Tensor | None:
     """In-place activation: the output is the input."""
     x = args[0]
@@ -66,6 +81,7 @@ def _binary_operands(args: tuple) -> tuple[torch.Tensor, Any] | None:
     return (args[0], other) if isinstance(other, (int, float)) and not isinstance(other, bool) else None
 
 
+@positional
 def binary(args: tuple) -> torch.Tensor | None:
     """``a op b`` (add, sub, mul, div): broadcast shape, promoted dtype (``torch.result_type``)."""
     ops = _binary_operands(args)
@@ -77,6 +93,7 @@ def binary(args: tuple) -> torch.Tensor | None:
     return _empty(shape, dtype)
 
 
+@positional
 def binary_(args: tuple) -> torch.Tensor | None:
     """In-place ``a op= b``: ``b`` must broadcast to ``a``'s shape and the result cast to ``a``'s dtype."""
     ops = _binary_operands(args)
@@ -102,6 +119,7 @@ def _expand(name: str, value: Any, n: int) -> list[int]:
     return value
 
 
+@positional
 def convolution(args: tuple) -> torch.Tensor | None:
     """``aten.convolution`` (1-3 spatial dims, not transposed), with ATen's shape checks."""
     if len(args) != 9 or args[6] or not (_plain(args[0]) and _plain(args[1])):
@@ -158,6 +176,7 @@ def _check_bn(x: torch.Tensor, stats: tuple) -> bool:
     return True
 
 
+@positional
 def batch_norm(args: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Inference batch-norm: ``native_batch_norm(..., training=False, ...)`` or its ``_no_training`` form.
 
@@ -174,6 +193,95 @@ def batch_norm(args: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] |
     return _empty(x.shape, x.dtype), _empty((0,), x.dtype), _empty((0,), x.dtype)
 
 
+@positional
+def reduce(args: tuple) -> torch.Tensor | None:
+    """``sum``/``mean`` over all elements (``(x,)``) or over ``dims`` (``(x, dims[, keepdim])``)."""
+    x = args[0]
+    if not _plain(x):
+        return None
+    if len(args) == 1:
+        return _empty((), x.dtype)
+    if len(args) > 3 or not isinstance(args[1], (list, tuple)) or not args[1] or \
+            not all(type(d) is int for d in args[1]):
+        return None  # named dims, or an empty list (= all dims)
+    n = max(x.dim(), 1)
+    dims = []
+    for d in args[1]:
+        if not -n <= d < n:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {d})")
+        if d % n in dims:
+            raise RuntimeError(f"dim {d % n} appears multiple times in the list of dims")
+        dims.append(d % n)
+    keep = len(args) == 3 and args[2]
+    return _empty([1 if i in dims else s for i, s in enumerate(x.shape) if keep or i not in dims], x.dtype)
+
+
+def _pool_size(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    """ATen's ``pooling_output_shape``: floor (or ceil, never starting in the padding) of the window count."""
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    return out - 1 if ceil and (out - 1) * s >= size + p else out
+
+
+def _pairs(kernel: Any, stride: Any, padding: Any, dilation: Any) -> list[tuple[int, int]] | None:
+    """(kernel, stride, padding, dilation) as (h, w) pairs; an empty stride means the kernel size."""
+    values = [kernel, stride or kernel, padding, dilation]
+    for i, v in enumerate(values):
+        v = [v] if type(v) is int else v
+        if not isinstance(v, (list, tuple)) or len(v) not in (1, 2) or not all(type(e) is int for e in v):
+            return None
+        values[i] = (v[0], v[-1])
+    return values
+
+
+def _pool2d(x: torch.Tensor, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil: bool) -> torch.Tensor | None:
+    """Output of a 2-D max/average pooling, with ATen's ``pool2d_shape_check``."""
+    pairs = _pairs(kernel, stride, padding, dilation)
+    if pairs is None or not _plain(x) or x.dim() not in (3, 4) or x.numel() == 0:
+        return None
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = pairs
+    if min(kh, kw) <= 0 or min(sh, sw) <= 0 or min(dh, dw) <= 0:
+        raise RuntimeError(f"kernel size, stride and dilation should be greater than zero, but got kernel "
+                           f"{kh}x{kw}, stride {sh}x{sw}, dilation {dh}x{dw}")
+    if min(ph, pw) < 0 or ph > kh // 2 or pw > kw // 2:
+        raise RuntimeError(f"pad should be smaller than or equal to half of kernel size, but got padW = {pw}, "
+                           f"padH = {ph}, kW = {kw}, kH = {kh}")
+    h, w = x.shape[-2:]
+    oh, ow = _pool_size(h, kh, sh, ph, dh, ceil), _pool_size(w, kw, sw, pw, dw, ceil)
+    if oh < 1 or ow < 1:
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[-3:]))}). Calculated output size: "
+                           f"({x.shape[-3]}x{oh}x{ow}). Output size is too small")
+    return _empty((*x.shape[:-2], oh, ow), x.dtype)
+
+
+@positional
+def max_pool2d_with_indices(args: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``max_pool2d_with_indices(input, kernel, stride=[], padding=0, dilation=1, ceil_mode=False)``."""
+    if not 2 <= len(args) <= 6:
+        return None
+    x, kernel, stride, padding, dilation, ceil = args + (None, None, [], 0, 1, False)[len(args):]
+    out = _pool2d(x, kernel, stride, padding, dilation, ceil)
+    return None if out is None else (out, _empty(out.shape, torch.int64))
+
+
+@positional
+def avg_pool2d(args: tuple) -> torch.Tensor | None:
+    """``avg_pool2d(input, kernel, stride=[], padding=0, ceil_mode=False, count_include_pad=True, divisor=None)``."""
+    if not 2 <= len(args) <= 7 or (len(args) == 7 and args[6] is not None):
+        return None  # a divisor override: torch's kernel checks it
+    x, kernel, stride, padding, ceil = (args + (None, None, [], 0, False, True, None)[len(args):])[:5]
+    return _pool2d(x, kernel, stride, padding, 1, ceil)
+
+
+def empty(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """``empty.memory_format(size, dtype=, layout=, device=meta, ...)``: a plain meta allocation."""
+    if len(args) != 1 or kwargs.get("device") != _META or kwargs.get("layout") not in (None, torch.strided) \
+            or kwargs.get("pin_memory") or kwargs.get("memory_format") not in (None, torch.contiguous_format) \
+            or set(kwargs) - {"dtype", "layout", "device", "pin_memory", "memory_format"}:
+        return None
+    return torch.empty(args[0], dtype=kwargs.get("dtype"), device=_META)
+
+
+@positional
 def upsample2d(args: tuple) -> torch.Tensor | None:
     """``upsample_{nearest,bilinear}2d(input, output_size, ...)`` to an explicit size."""
     x, size = args[0], args[1]

@@ -21,7 +21,6 @@ shortcut from :mod:`escale.profiler.meta` used on meta tensors instead of torch'
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +43,10 @@ class Op:
     kernel: str = ""              # role in kernel enumeration ("" = unknown kernel)
     kind: str = ""                # activation / pooling / resize mode
     taps: int = 1                 # resize: inputs read per output element
-    meta: Callable[[tuple], Any] | None = None  # checked meta-device shortcut
+    meta: meta.Shortcut | None = None  # checked meta-device shortcut: (args, kwargs) -> output or None
 
 
-def _act(kind: str, shortcut: Callable[[tuple], Any] | None = meta.unary) -> Op:
+def _act(kind: str, shortcut: meta.Shortcut = meta.unary) -> Op:
     return Op(ELEMENTWISE, "act", kind, meta=shortcut)
 
 
@@ -86,11 +85,12 @@ OPS: dict[str, Op] = {
     "upsample_bilinear2d": Op(RESIZE, "resize", "bilinear", taps=4, meta=meta.upsample2d),
     "_upsample_nearest_exact2d": Op(RESIZE, taps=1), "_upsample_bilinear2d_aa": Op(RESIZE, taps=4),
     "upsample_bicubic2d": Op(RESIZE, taps=16),
-    "max_pool2d": Op(POOLING, "pool", "max"), "max_pool2d_with_indices": Op(POOLING, "pool", "max"),
-    "avg_pool2d": Op(POOLING, "pool", "avg"), "_adaptive_avg_pool2d": Op(POOLING),
+    "max_pool2d": Op(POOLING, "pool", "max"),
+    "max_pool2d_with_indices": Op(POOLING, "pool", "max", meta=meta.max_pool2d_with_indices),
+    "avg_pool2d": Op(POOLING, "pool", "avg", meta=meta.avg_pool2d), "_adaptive_avg_pool2d": Op(POOLING),
     "adaptive_max_pool2d": Op(POOLING),
     # reductions
-    "mean": Op(REDUCTION, "mean"), "sum": Op(REDUCTION), "_softmax": Op(REDUCTION), "softmax": Op(REDUCTION),
+    "mean": Op(REDUCTION, "mean", meta=meta.reduce), "sum": Op(REDUCTION, meta=meta.reduce), "_softmax": Op(REDUCTION), "softmax": Op(REDUCTION),
     "_log_softmax": Op(REDUCTION), "amax": Op(REDUCTION), "max": Op(REDUCTION), "var_mean": Op(REDUCTION),
     "var": Op(REDUCTION),
     # no arithmetic: views (free kernels) ...
@@ -98,7 +98,8 @@ OPS: dict[str, Op] = {
                      "expand", "squeeze", "unsqueeze", "permute", "t", "lift_fresh", "as_strided", "slice",
                      "select", "flatten"), _VIEW),
     # ... and data movement or factories
-    **dict.fromkeys(("transpose", "cat", "stack", "copy_", "empty", "empty_like", "zeros", "zeros_like", "ones",
+    "empty": Op(NO_ARITHMETIC, meta=meta.empty),
+    **dict.fromkeys(("transpose", "cat", "stack", "copy_", "empty_like", "zeros", "zeros_like", "ones",
                      "ones_like", "new_empty", "new_zeros", "split", "unbind", "_reshape_alias", "split_with_sizes",
                      "full", "arange", "fill", "scalar_tensor", "empty_strided", "new_empty_strided",
                      "_unsafe_index", "index", "zero_"), _DATA),

@@ -80,12 +80,11 @@ class _TraceMode(TorchDispatchMode):
             name = func._overloadpacket.__name__
             row = self.rows[func] = (name, op_of(name))
         name, op = row
-        out = None
-        if op.meta is not None and self.shortcuts and not kwargs:
-            out = op.meta(args)
+        kwargs = kwargs or {}
+        out = op.meta(args, kwargs) if op.meta is not None and self.shortcuts else None
         if out is None:
-            out = func(*args, **(kwargs or {}))
-        event = OpEvent(func, name, op, args, kwargs or {}, out, *self.where[-1])
+            out = func(*args, **kwargs)
+        event = OpEvent(func, name, op, args, kwargs, out, *self.where[-1])
         for consume in self.consumers:
             consume(event)
         return out
