@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -263,3 +265,15 @@ def test_meta_build_skips_init_and_keeps_state_dict_shapes(tiny_spec):
     assert all(v.is_meta for v in meta.state_dict().values())
     assert torch.empty(2).device.type == "cpu" and torch.zeros(3).normal_().abs().sum() > 0  # no mode left behind
     assert real.head.predict[1].weight.std() > 0  # real builds are still initialised
+
+
+def test_meta_build_restores_garbage_collection(tiny_spec):
+    assert gc.isenabled()
+    build_model(tiny_spec, device="meta")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        build_model(tiny_spec, device="meta")
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()

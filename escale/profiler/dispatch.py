@@ -43,16 +43,16 @@ class _Count:
 
     def __call__(self, ev: OpEvent) -> None:
         op = ev.op
-        if op.cost == NO_ARITHMETIC:
+        cost = op.cost
+        if cost == NO_ARITHMETIC:
             self.counts.no_arithmetic[ev.name] += 1
-            return
-        if op.cost == NOT_COUNTED:
+        elif cost == NOT_COUNTED:
             self.counts.not_counted[ev.name] += 1
-            return
-        out = ev.first_out
-        src = first_tensor(ev.args) if op.cost == REDUCTION else out
-        level = self.level_of(src) if isinstance(src, torch.Tensor) else "-"
-        self.counts.rows[(ev.module, level, ev.name, op.cost)] += int(amount(op, ev.func, ev.args, ev.kwargs, out))
+        else:
+            out = ev.first_out
+            src = first_tensor(ev.args) if cost == REDUCTION else out
+            level = self.level_of(src) if isinstance(src, torch.Tensor) else "-"
+            self.counts.rows[(ev.module, level, ev.name, cost)] += int(amount(op, ev.func, ev.args, ev.kwargs, out))
 
 
 def level_namer(input_hw: tuple[int, int], max_level: int = 9) -> Callable[[torch.Tensor], str]:

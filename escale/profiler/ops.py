@@ -128,18 +128,23 @@ def first_tensor(args: Any) -> torch.Tensor | None:
     return None
 
 
-def _shapes(args: tuple) -> tuple:
-    return tuple(a.shape if isinstance(a, torch.Tensor) else a for a in args)
+def _shape_of(a: Any) -> Any:
+    """A tensor's shape (also inside a list of tensors); anything else as is, as torch's shape wrapper does."""
+    if isinstance(a, torch.Tensor):
+        return a.shape
+    if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+        return [t.shape if isinstance(t, torch.Tensor) else t for t in a]
+    return a
 
 
 def macs(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
     """Multiply-adds of a conv / matmul call: torch's FLOP formula, halved."""
     formula = flop_registry[func._overloadpacket]
-    raw = getattr(formula, "__wrapped__", None)  # the shape formula, without its pytree wrapper
-    if raw is None or any(isinstance(a, (list, tuple)) and first_tensor(a) is not None for a in args):
+    raw = getattr(formula, "__wrapped__", None)  # the shape formula, without its (slow) pytree wrapper
+    if raw is None:  # a formula registered with get_raw=True takes the tensors
         return formula(*args, **kwargs, out_val=out) // 2
-    out_shape = _shapes(out) if isinstance(out, (tuple, list)) else out.shape
-    return raw(*_shapes(args), **kwargs, out_shape=out_shape) // 2
+    kw = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else kwargs
+    return raw(*map(_shape_of, args), **kw, out_shape=_shape_of(out)) // 2
 
 
 def amount(op: Op, func: Any, args: tuple, kwargs: dict, out: torch.Tensor) -> int:
