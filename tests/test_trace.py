@@ -277,3 +277,16 @@ def test_meta_build_restores_garbage_collection(tiny_spec):
         assert not gc.isenabled()  # a caller's choice is kept
     finally:
         gc.enable()
+
+
+class _Pools(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(x, [3], 2, 1)  # one size: a 3x3 window
+        return F.avg_pool2d(x, 2, ceil_mode=True)  # (1, 2, 4, 4) -> (1, 2, 2, 2), 2x2 windows
+
+
+@pytest.mark.parametrize("dev", ["cpu", "meta"])
+def test_pooling_counts_square_windows(dev):
+    counts = count_ops(_Pools(), torch.zeros(1, 2, 7, 8, device=dev))
+    assert dict(counts.rows) == {("", "P1", "max_pool2d_with_indices", "pooling_ops"): 2 * 4 * 4 * 9,
+                                 ("", "P2", "avg_pool2d", "pooling_ops"): 2 * 2 * 2 * 4}

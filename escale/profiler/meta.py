@@ -6,7 +6,9 @@ the same output (shape, dtype, a fresh contiguous storage) in a few microseconds
 what the real CPU kernel checks, raising ``RuntimeError`` as torch does: convolution input channels
 against weight x groups, dimensions, stride/padding/dilation, bias size and dtypes; batch-norm
 channel counts of weight, bias and running statistics; broadcasting and dtype promotion of
-elementwise ops; resize sizes. A shortcut returns ``None`` whenever it does not cover a call
+elementwise ops; resize sizes; pooling windows, strides and padding; reduced dimensions. Tests
+compare every shortcut with the CPU kernel (tests/test_trace.py) and whole models on both devices
+(tests/test_trace_property.py). A shortcut returns ``None`` whenever it does not cover a call
 (non-meta or non-contiguous tensors, integer dtypes, transposed convolutions, training-mode
 batch-norm, keyword arguments): torch's own kernel then runs. Each shortcut has the signature
 ``shortcut(args, kwargs) -> output | None``; :mod:`escale.profiler.ops` names the ops they serve.
@@ -284,7 +286,7 @@ def empty(args: tuple, kwargs: dict) -> torch.Tensor | None:
 @positional
 def upsample2d(args: tuple) -> torch.Tensor | None:
     """``upsample_{nearest,bilinear}2d(input, output_size, ...)`` to an explicit size."""
-    x, size = args[0], args[1]
+    x, size = args[0], (args[1] if len(args) > 1 else None)
     if not _plain(x) or not isinstance(size, (list, tuple)) or len(size) != 2 or x.numel() == 0:
         return None
     if x.dim() != 4:

@@ -28,6 +28,7 @@ import torch
 from torch.utils.flop_counter import flop_registry
 
 from escale.profiler import meta
+from escale.profiler.meta import Shortcut
 
 CONV, MATMUL = "conv_macs", "matmul_macs"
 ELEMENTWISE, RESIZE, POOLING, REDUCTION = "elementwise_ops", "resize_ops", "pooling_ops", "reduction_ops"
@@ -43,10 +44,10 @@ class Op:
     kernel: str = ""              # role in kernel enumeration ("" = unknown kernel)
     kind: str = ""                # activation / pooling / resize mode
     taps: int = 1                 # resize: inputs read per output element
-    meta: meta.Shortcut | None = None  # checked meta-device shortcut: (args, kwargs) -> output or None
+    meta: Shortcut | None = None  # checked meta-device shortcut: (args, kwargs) -> output or None
 
 
-def _act(kind: str, shortcut: meta.Shortcut = meta.unary) -> Op:
+def _act(kind: str, shortcut: Shortcut = meta.unary) -> Op:
     return Op(ELEMENTWISE, "act", kind, meta=shortcut)
 
 
@@ -90,9 +91,8 @@ OPS: dict[str, Op] = {
     "avg_pool2d": Op(POOLING, "pool", "avg", meta=meta.avg_pool2d), "_adaptive_avg_pool2d": Op(POOLING),
     "adaptive_max_pool2d": Op(POOLING),
     # reductions
-    "mean": Op(REDUCTION, "mean", meta=meta.reduce), "sum": Op(REDUCTION, meta=meta.reduce), "_softmax": Op(REDUCTION), "softmax": Op(REDUCTION),
-    "_log_softmax": Op(REDUCTION), "amax": Op(REDUCTION), "max": Op(REDUCTION), "var_mean": Op(REDUCTION),
-    "var": Op(REDUCTION),
+    "mean": Op(REDUCTION, "mean", meta=meta.reduce), "sum": Op(REDUCTION, meta=meta.reduce),
+    **dict.fromkeys(("_softmax", "softmax", "_log_softmax", "amax", "max", "var_mean", "var"), Op(REDUCTION)),
     # no arithmetic: views (free kernels) ...
     **dict.fromkeys(("view", "_unsafe_view", "reshape", "detach", "clone", "alias", "_to_copy", "contiguous",
                      "expand", "squeeze", "unsqueeze", "permute", "t", "lift_fresh", "as_strided", "slice",
@@ -159,8 +159,9 @@ def amount(op: Op, func: Any, args: tuple, kwargs: dict, out: torch.Tensor) -> i
     if cost == POOLING:
         if func._overloadpacket.__name__.startswith(("_adaptive", "adaptive")):
             return _numel(out) * max(1, _numel(args[0]) // max(1, _numel(out)))
-        k = args[1] if len(args) > 1 else None
-        window = math.prod(k) if isinstance(k, (list, tuple)) else (k * k if isinstance(k, int) else 1)
+        k = args[1] if len(args) > 1 else None  # 2-D pooling: one size means a square window
+        k = [k, k] if isinstance(k, int) else (list(k) * 2 if isinstance(k, (list, tuple)) and len(k) == 1 else k)
+        window = math.prod(k) if isinstance(k, (list, tuple)) else 1
         return _numel(out) * window
     if cost == REDUCTION:
         return _numel(first_tensor(args))
