@@ -290,3 +290,14 @@ def test_pooling_counts_square_windows(dev):
     counts = count_ops(_Pools(), torch.zeros(1, 2, 7, 8, device=dev))
     assert dict(counts.rows) == {("", "P1", "max_pool2d_with_indices", "pooling_ops"): 2 * 4 * 4 * 9,
                                  ("", "P2", "avg_pool2d", "pooling_ops"): 2 * 2 * 2 * 4}
+
+
+def test_events_tell_two_calls_of_one_module_apart():
+    conv = nn.Conv2d(2, 2, 1)
+    model = nn.Sequential(conv, nn.ReLU(), conv)  # the same conv twice
+    seen = []
+    trace(model, torch.zeros(1, 2, 3, 3, device="meta"),
+          [lambda ev: seen.append((ev.name, ev.module, ev.call)) if ev.name != "empty" else None])
+    convs = [s for s in seen if s[0] == "convolution"]
+    assert [m for _, m, _ in convs] == ["0", "0"] and convs[0][2] < convs[1][2]
+    assert ("relu", "1", convs[0][2] + 1) in seen
