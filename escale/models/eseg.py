@@ -105,7 +105,11 @@ def _meta_build() -> Iterator[None]:
 
 
 def build_model(spec: ESegSpec, device: str | torch.device | None = None) -> ESeg:
-    """Build an ESeg model from a spec. ``device='meta'`` builds shapes only (no memory, no weights)."""
+    """Build an ESeg model from a spec. ``device='meta'`` builds shapes only (no memory, no weights).
+
+    A meta build skips weight initialisation (see :func:`_meta_build`); its state dict has the same keys,
+    shapes and dtypes as a real build's.
+    """
     if not isinstance(spec, ESegSpec):
         raise TypeError(f"build_model expects an ESegSpec, got {type(spec).__name__}")
     if device is not None and torch.device(device).type == "meta":
