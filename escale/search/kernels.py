@@ -1,8 +1,9 @@
 """Kernel enumeration: the inference kernels of a model with their shapes, from one meta-device pass.
 
 As nn-Meter does, a model is cut into *kernels*: the units a backend runs as one operation after
-its usual fusions. One forward pass on the meta device (no memory, no arithmetic) is traced at
-the torch dispatch level with the data flow between ops; ops are then grouped:
+its usual fusions. One forward pass on the meta device (no memory, no arithmetic) is traced by the
+dispatch trace (:mod:`escale.profiler.trace`), whose data-flow consumer records each op's producers;
+ops are then grouped by their kernel role in the op table (:mod:`escale.profiler.ops`):
 
 - ``conv``: convolution [+ batch-norm] [+ activation] (BN folds into the conv; ReLU/SiLU fuse);
 - ``act``: an activation that does not follow a conv (BiFPN nodes apply it before their conv);
@@ -23,18 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
+from escale.profiler.ops import Op
+from escale.profiler.trace import OpEvent, out_tensors, tensors, trace
 from escale.spec import ESegSpec
-
-ACTS = {"relu": "relu", "relu_": "relu", "silu": "silu", "silu_": "silu", "sigmoid": "sigmoid",
-        "sigmoid_": "sigmoid", "hardswish": "hardswish", "hardswish_": "hardswish"}
-BATCH_NORM = {"_native_batch_norm_legit_no_training", "native_batch_norm", "batch_norm"}
-POOLS = {"max_pool2d": "max", "max_pool2d_with_indices": "max", "avg_pool2d": "avg"}
-RESIZES = {"upsample_nearest2d": "nearest", "upsample_bilinear2d": "bilinear"}
-FREE = {"view", "_unsafe_view", "reshape", "detach", "clone", "alias", "_to_copy", "contiguous", "expand",
-        "squeeze", "unsqueeze", "permute", "t", "lift_fresh", "as_strided", "slice", "select", "flatten"}
 
 
 @dataclass(frozen=True)
@@ -69,12 +62,13 @@ class Kernel:
 @dataclass
 class _Event:
     name: str
+    op: Op                      # the op's row in escale.profiler.ops.OPS (kernel role and kind)
     args: tuple
     inputs: list[int]           # producer event index of each live input tensor
     consts: int                 # number of non-live tensor inputs (parameters, folded constants)
     in_shapes: list[tuple[int, ...]]
     out_shape: tuple[int, ...]
-    module: int                 # id of the innermost module call
+    module: str                 # path of the innermost module
 
 
 @dataclass
@@ -84,35 +78,32 @@ class _Unit:
     members: list[int] = field(default_factory=list)
 
 
-class _Trace(TorchDispatchMode):
-    """Record every op whose inputs derive from the model input, with producers and module call."""
+class _DataFlow:
+    """Consumer: records every op whose inputs derive from the model input, with its producers."""
 
-    def __init__(self, call_of: Any) -> None:
-        super().__init__()
+    def __init__(self, x: torch.Tensor) -> None:
         self.events: list[_Event] = []
         self.producer: dict[int, int] = {}  # id(tensor) -> event index (-1: the model input)
         self.keep: list[torch.Tensor] = []  # keep tensors alive so ids are never reused
-        self.call_of = call_of
+        self._mark(x, -1)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        out = func(*args, **(kwargs or {}))
-        flat_in = [t for t in tree_flatten((args, kwargs or {}))[0] if isinstance(t, torch.Tensor)]
+    def __call__(self, ev: OpEvent) -> None:
+        flat_in = list(tensors(ev.args)) + list(tensors(tuple(ev.kwargs.values())))
         live = [t for t in flat_in if id(t) in self.producer]
         if not live:
-            return out  # parameter-only work: constant-folded by inference backends
-        name = func._overloadpacket.__name__
-        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        if name in FREE:
+            return  # parameter-only work: constant-folded by inference backends
+        outs = out_tensors(ev.out)
+        if ev.op.kernel == "view":
             for t in outs:  # a view: same producer as its input
                 self._mark(t, self.producer[id(live[0])])
-            return out
+            return
         idx = len(self.events)
         self.events.append(_Event(
-            name=name, args=tuple(args), inputs=[self.producer[id(t)] for t in live],
+            name=ev.name, op=ev.op, args=tuple(ev.args), inputs=[self.producer[id(t)] for t in live],
             consts=len(flat_in) - len(live), in_shapes=[tuple(t.shape) for t in flat_in],
-            out_shape=tuple(outs[0].shape) if outs else (), module=self.call_of()))
-        self._mark(outs[0], idx)  # max_pool2d_with_indices: the indices are not used downstream
-        return out
+            out_shape=tuple(outs[0].shape) if outs else (), module=ev.module))
+        if outs:
+            self._mark(outs[0], idx)  # max_pool2d_with_indices: the indices are not used downstream
 
     def _mark(self, t: torch.Tensor, idx: int) -> None:
         self.producer[id(t)] = idx
@@ -121,28 +112,9 @@ class _Trace(TorchDispatchMode):
 
 def trace_events(model: torch.nn.Module, x: torch.Tensor) -> list[_Event]:
     """Run ``model(x)`` once (meta is fine) and return the live op events in execution order."""
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
-    calls = [0]
-    stack = [0]
-
-    def push(mod: torch.nn.Module, args: object) -> None:
-        calls[0] += 1
-        stack.append(calls[0])
-
-    def pop(mod: torch.nn.Module, args: object, out: object) -> None:
-        stack.pop()
-
-    handles = [register_module_forward_pre_hook(push), register_module_forward_hook(pop)]
-    mode = _Trace(lambda: stack[-1])
-    mode._mark(x, -1)
-    try:
-        with torch.no_grad(), mode:
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return mode.events
+    flow = _DataFlow(x)
+    trace(model, x, [flow])
+    return flow.events
 
 
 def group_kernels(events: list[_Event]) -> list[Kernel]:
@@ -163,27 +135,29 @@ def group_kernels(events: list[_Event]) -> list[Kernel]:
     for i, e in enumerate(events):
         prev = unit_of.get(e.inputs[0]) if e.inputs and e.inputs[0] >= 0 else None
         single = bool(e.inputs) and consumers[e.inputs[0]] == 1
-        if e.name == "convolution":
+        role, kind = e.op.kernel, e.op.kind
+        fuses = prev is not None and prev.op == "conv" and single and "act" not in prev.attrs
+        if role == "conv":
             new("conv", i, **_conv_attrs(e))
-        elif e.name in BATCH_NORM and prev and prev.op == "conv" and single and "act" not in prev.attrs:
+        elif role == "bn" and fuses:
             prev.attrs["bias"] = 1
             join(i, prev)
-        elif e.name in ACTS and prev and prev.op == "conv" and single and "act" not in prev.attrs:
-            prev.attrs["act"] = ACTS[e.name]
+        elif role == "act" and fuses:
+            prev.attrs["act"] = kind
             join(i, prev)
-        elif e.name in ACTS:
-            new("act", i, act=ACTS[e.name], **_chw(e.out_shape))
-        elif e.name in POOLS:
+        elif role == "act":
+            new("act", i, act=kind, **_chw(e.out_shape))
+        elif role == "pool":
             new("pool", i, **_pool_attrs(e))
-        elif e.name in RESIZES:
-            new("resize", i, mode=RESIZES[e.name], **_chw(e.in_shapes[0]), ho=e.out_shape[2], wo=e.out_shape[3])
-        elif e.name in ("mul", "mul_") and len(e.inputs) == 1:
+        elif role == "resize":
+            new("resize", i, mode=kind, **_chw(e.in_shapes[0]), ho=e.out_shape[2], wo=e.out_shape[3])
+        elif role == "mul" and len(e.inputs) == 1:
             new("scale", i, **_chw(e.out_shape))
-        elif e.name in ("add", "add_") and len(e.inputs) == 2:
+        elif role == "add" and len(e.inputs) == 2:
             _add(i, e, unit_of, consumers, new, join)
-        elif e.name in ("mul", "mul_"):
+        elif role == "mul":
             new("mul", i, **_chw(e.out_shape), hb=min(s[2] for s in e.in_shapes), wb=min(s[3] for s in e.in_shapes))
-        elif e.name == "mean":
+        elif role == "mean":
             new("mean", i, **_chw(e.in_shapes[0]))
         else:
             new("unknown:" + e.name, i, shape="x".join(map(str, e.out_shape)))
@@ -229,7 +203,7 @@ def _conv_attrs(e: _Event) -> dict[str, Any]:
 
 def _pool_attrs(e: _Event) -> dict[str, Any]:
     args = list(e.args) + [None] * 8
-    kind = POOLS[e.name]
+    kind = e.op.kind
     k, s, p = args[1], args[2] or args[1], args[3] or [0]
     attrs = {"kind": kind, "k": k[0], "s": s[0], "p": p[0], **_chw(e.in_shapes[0])}
     if kind == "avg":

@@ -2,10 +2,11 @@
 
 - CUDA, measured: ``torch.cuda.max_memory_allocated()`` during one forward pass, minus what was allocated
   before it (weights and input), so the figure is the activations' peak (output included).
-- CPU, estimated on the meta device (no memory is touched): every tensor an aten op creates is tracked
-  by its storage; a storage counts from its creation until the last tensor viewing it is freed (weak
-  references, so Python's own lifetimes decide). The peak of the live total is the estimate. Weights,
-  buffers and the input are not counted; kernels' private workspaces (oneDNN, ORT) are invisible to it.
+- CPU, estimated on the meta device (no memory is touched): a consumer of the dispatch trace
+  (:mod:`escale.profiler.trace`) tracks every tensor an aten op creates by its storage; a storage counts
+  from its creation until the last tensor viewing it is freed (weak references, so Python's own
+  lifetimes decide). The peak of the live total is the estimate. Weights, buffers and the input are not
+  counted; kernels' private workspaces (oneDNN, ORT) are invisible to it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
+
+from escale.profiler.trace import OpEvent, out_tensors, trace
 
 MB = 2**20
 
@@ -34,22 +35,18 @@ class MemoryEstimate:
         return self.peak_bytes / MB
 
 
-class _LiveStorages(TorchDispatchMode):
-    """Tracks the bytes of storages created by aten ops while they are referenced."""
+class _LiveStorages:
+    """Consumer: tracks the bytes of storages created by aten ops while they are referenced."""
 
     def __init__(self, ignore: set[int]) -> None:
-        super().__init__()
         self.ignore = ignore
         self.live: dict[int, list[int]] = {}  # storage key -> [nbytes, tensors referencing it]
         self.current = 0
         self.peak = 0
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self._track(t)
-        return out
+    def __call__(self, ev: OpEvent) -> None:
+        for t in out_tensors(ev.out):
+            self._track(t)
 
     def _track(self, t: torch.Tensor) -> None:
         storage = t.untyped_storage()
@@ -82,9 +79,8 @@ def estimate_peak_memory(model: torch.nn.Module, *inputs: torch.Tensor) -> Memor
     """Peak live activation bytes of ``model(*inputs)`` (any device; use meta for shapes only)."""
     ignore = _storage_keys(list(model.parameters()) + list(model.buffers()) + list(inputs))
     tracker = _LiveStorages(ignore)
-    with torch.no_grad(), tracker:
-        out = model(*inputs)
-        end = tracker.current
+    out = trace(model, inputs, [tracker])
+    end = tracker.current
     del out
     return MemoryEstimate(peak_bytes=tracker.peak, end_bytes=end, method=f"estimate ({inputs[0].device.type})")
 
