@@ -44,6 +44,16 @@ def test_an_nn_module_is_profiled_on_a_meta_copy_and_left_untouched():
 def test_example_input_sets_batch_channels_and_size():
     rec = escale.profile(tiny_cnn(), example_input=torch.zeros(2, 3, 20, 24))
     assert rec.batch == 2 and rec.input_size == (20, 24) and rec.macs == tiny_cnn_macs(20, 24, batch=2)
+    with pytest.raises(escale.SpecError, match=r"Sequential cannot run at 20x20 \(RuntimeError: .*channels"):
+        escale.profile(tiny_cnn(), input_size=(20, 20), in_chans=4)  # mis-wired: 4 channels into a 3-channel conv
+
+
+@pytest.mark.parametrize("counter", ["fvcore", "thop"])
+def test_cross_check_counters_count_any_module_on_a_copy(counter):
+    model = tiny_cnn()
+    rec = escale.profile(model, input_size=(32, 32), counter=counter)
+    assert rec.counter == counter and rec.kind == "module" and model.training  # the user's module is untouched
+    assert rec.macs == tiny_cnn_macs(32, 32)  # both count these convs' multiply-adds exactly (ReLU: 0 in thop)
 
 
 def test_presets_spec_files_and_specs_give_the_same_record(tmp_path):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from escale.models.bifpn import BiFPN
 from escale.models.encoder import Encoder
 from escale.models.head import LevelFusion, SegHead
+from escale.models.meta import meta_init
 from escale.spec import ESegSpec
 
 ENCODER_MAX_LEVEL = 5  # encoders give P1..P5; higher levels are pooled from P5
@@ -66,48 +62,10 @@ class ESeg(nn.Module):
         return self
 
 
-# In-place initialisers: on meta tensors they only cost time (torch runs them through its Python refs,
-# ~1.4 ms per normal_), since there are no values to fill. Shape-preserving by definition. The nn.init
-# functions listed are those that dispatch to __torch_function__ themselves; the others end in a method.
-_INIT_FUNCS = frozenset({
-    torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.zero_, torch.Tensor.fill_, torch.Tensor.random_,
-    nn.init.normal_, nn.init.uniform_, nn.init.constant_, nn.init.kaiming_uniform_,
-})
-
-
-class _SkipMetaInit(TorchFunctionMode):
-    """Returns meta tensors unchanged from in-place initialisers (weights on meta have no values)."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        if func in _INIT_FUNCS:
-            t = args[0] if args else (kwargs or {}).get("tensor")
-            if isinstance(t, torch.Tensor) and t.is_meta:
-                return t
-        return func(*args, **(kwargs or {}))
-
-
-@contextmanager
-def _meta_build() -> Iterator[None]:
-    """Tensors on meta, in-place initialisers skipped, no garbage collection while the model is built.
-
-    A meta build allocates tens of thousands of Python objects and no garbage cycles: a collection
-    triggered midway would scan every object alive since import (~380k with torch and timm loaded,
-    ~0.2 s) and free nothing.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with torch.device("meta"), _SkipMetaInit():
-            yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def build_model(spec: ESegSpec, device: str | torch.device | None = None) -> ESeg:
     """Build an ESeg model from a spec. ``device='meta'`` builds shapes only (no memory, no weights).
 
-    A meta build skips weight initialisation (see :func:`_meta_build`); its state dict has the same keys,
+    A meta build skips weight initialisation (see :func:`escale.models.meta.meta_init`); its state dict has the same keys,
     shapes and dtypes as a real build's.
     """
     if not isinstance(spec, ESegSpec):
@@ -117,7 +75,7 @@ def build_model(spec: ESegSpec, device: str | torch.device | None = None) -> ESe
             from dataclasses import replace
 
             spec = replace(spec, encoder=replace(spec.encoder, checkpoint=None))
-        with _meta_build():
+        with meta_init():
             return ESeg(spec)
     model = ESeg(spec)
     return model.to(device) if device is not None else model

@@ -17,7 +17,6 @@ import torch
 from escale.errors import EscaleError, SpecError
 from escale.models import build_model
 from escale.profiler.counters import COUNTERS, CountResult, get_counter, part_of, register_counter
-from escale.profiler.dispatch import count_ops
 from escale.profiler.modules import ModuleTarget, module_id, params_by_module, resolve_target, truncate
 from escale.profiler.record import ProfileRecord, make_record, records_to_frame
 from escale.spec import ESegSpec
@@ -69,10 +68,8 @@ def _profile_spec(spec: ESegSpec, input_size: tuple[int, int], counter: str, dep
         counted = engine.count(spec, input_size, meta_model)
     except (RuntimeError, AssertionError, ValueError, IndexError) as exc:  # a timm backbone that cannot run here
         raise cannot_run(spec.name, input_size, exc) from None
-    by_module: dict[str, int] = defaultdict(int)
-    for path, macs in counted.macs_by_module.items():
-        by_module[truncate(path, depth)] += macs
-    return make_record(spec, input_size, params, params_by_part, counted, macs_by_module=dict(by_module),
+    return make_record(spec, input_size, params, params_by_part, counted,
+                       macs_by_module=by_depth(counted.macs_by_module, depth),
                        params_by_module=params_by_module(meta_model, depth), module_depth=depth)
 
 
@@ -85,58 +82,36 @@ def cannot_run(name: str, input_size: tuple[int, int], exc: BaseException) -> Sp
 
 def _profile_module(target: ModuleTarget, input_size: tuple[int, int] | None, counter: str,
                     in_chans: int | None, example_input: Any, depth: int) -> ProfileRecord:
-    if counter != "dispatch":
-        get_counter(counter)  # unknown names fail as usual
-        raise EscaleError(f"--counter: {counter!r} counts ESeg specs only (allowed for {target.source}: dispatch)")
+    engine = get_counter(counter)
     size = tuple(input_size or target.default_input_size or DEFAULT_INPUT_SIZE)
-    if len(size) != 2 or not all(isinstance(v, int) and v >= 1 for v in size):
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
         raise SpecError(f"input_size: {size!r} is not an (H, W) pair of positive integers")
     if example_input is not None:
         inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
         inputs = tuple(torch.empty_like(t, device="meta") for t in inputs)
     else:
-        chans = in_chans or target.in_chans or 3
-        inputs = (torch.empty(1, chans, *size, device="meta"),)
-    model = target.model.eval()
+        inputs = (torch.empty(1, in_chans or target.in_chans or 3, *size, device="meta"),)
     try:
-        raw = count_ops(model, *inputs)
+        counted = engine.count_module(target, inputs)
     except (RuntimeError, AssertionError, ValueError, IndexError, TypeError, NotImplementedError) as exc:
         raise cannot_run(target.name, size, exc) from None
-    counted = _summarise(raw)
+    model = target.model
     return ProfileRecord(
         name=target.name, spec_id=module_id(model), input_size=size, batch=int(inputs[0].shape[0]),
-        counter="dispatch", convention=counted.convention, params=sum(p.numel() for p in model.parameters()),
+        counter=counted.counter, convention=counted.convention, params=sum(p.numel() for p in model.parameters()),
         params_by_part={}, macs=counted.macs, macs_by_part={}, macs_by_level={},
         macs_by_operator=counted.macs_by_operator, other_ops=counted.other_ops,
         ops_not_counted=counted.ops_not_counted, spec={}, kind="module", source=target.source,
-        macs_by_module={k: v for k, v in _by_depth(counted.macs_by_module, depth).items()},
-        params_by_module=params_by_module(model, depth), module_depth=depth)
+        macs_by_module=by_depth(counted.macs_by_module, depth), params_by_module=params_by_module(model, depth),
+        module_depth=depth)
 
 
-def _by_depth(flat: dict[str, int], depth: int) -> dict[str, int]:
+def by_depth(flat: dict[str, int], depth: int) -> dict[str, int]:
+    """Per-module amounts with paths truncated to ``depth`` levels (amounts of merged paths summed)."""
     out: dict[str, int] = defaultdict(int)
     for path, amount in flat.items():
         out[truncate(path, depth)] += amount
     return dict(out)
-
-
-def _summarise(raw: Any) -> CountResult:
-    """A CountResult (MACs by innermost module and operator, other ops) from raw dispatch rows."""
-    res = CountResult(counter="dispatch", macs=0)
-    by_module: dict[str, int] = defaultdict(int)
-    by_op: dict[str, int] = defaultdict(int)
-    other: dict[str, int] = defaultdict(int)
-    for (module, _level, op, category), amount in raw.rows.items():
-        if category.endswith("_macs"):
-            res.macs += amount
-            by_module[module] += amount
-            by_op[op] += amount
-        else:
-            other[category] += amount
-    res.macs_by_module, res.macs_by_operator, res.other_ops = dict(by_module), dict(by_op), dict(other)
-    res.ops_not_counted = dict(raw.not_counted)
-    res.ops_no_arithmetic = dict(raw.no_arithmetic)
-    return res
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Counter registry: params and MACs of a spec at an input size, by interchangeable engines.
+"""Counter registry: params and MACs of a spec (or any model) at an input size, by interchangeable engines.
 
 - ``dispatch`` (default): torch dispatch-level counting on the meta device (no activations allocated),
   with breakdowns by part, pyramid level, operator and category; see :mod:`escale.profiler.dispatch`.
@@ -19,7 +19,8 @@ import torch
 
 from escale.errors import BackendUnavailableError
 from escale.models import build_model
-from escale.profiler.dispatch import CATEGORIES, count_ops
+from escale.profiler.dispatch import CATEGORIES, OpCounts, count_ops
+from escale.profiler.modules import ModuleTarget
 from escale.registry import Registry
 from escale.spec import ESegSpec
 
@@ -61,6 +62,10 @@ class Counter:
         """Count one forward pass at batch 1; ``meta_model`` is a prebuilt meta-device model, if any."""
         raise NotImplementedError
 
+    def count_module(self, target: ModuleTarget, inputs: tuple[torch.Tensor, ...]) -> CountResult:
+        """Count one forward pass of any model; ``inputs`` are meta tensors (shapes and dtypes)."""
+        raise NotImplementedError
+
 
 COUNTERS: Registry[type[Counter]] = Registry("counter", "--counter: ")
 register_counter = COUNTERS.decorator()
@@ -85,35 +90,56 @@ class DispatchCounter(Counter):
               ) -> CountResult:
         model = (meta_model or build_model(spec, device="meta")).eval()
         x = torch.empty(1, 3, *input_size, device="meta")
-        raw = count_ops(model, x, spec.decoder.max_level)
-        res = CountResult(counter=self.name, macs=0)
-        by = {k: defaultdict(int) for k in ("part", "level", "op", "module")}
-        other: dict[str, int] = dict.fromkeys(CATEGORIES[2:], 0)
-        other_by_part: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(CATEGORIES[2:], 0))
-        for (module, level, op, category), amount in raw.rows.items():
-            part = part_of(module)
-            if category.endswith("_macs"):
-                res.macs += amount
-                by["part"][part] += amount
-                by["level"][level] += amount
-                by["op"][op] += amount
-                by["module"][".".join(module.split(".")[:3])] += amount
-            else:
-                other[category] += amount
-                other_by_part[part][category] += amount
+        return summarise(count_ops(model, x, spec.decoder.max_level), self.name, eseg=True)
+
+    def count_module(self, target: ModuleTarget, inputs: tuple[torch.Tensor, ...]) -> CountResult:
+        raw = count_ops(target.model.eval(), inputs if len(inputs) > 1 else inputs[0])
+        return summarise(raw, self.name, eseg=False)
+
+
+def summarise(raw: OpCounts, counter: str, eseg: bool) -> CountResult:
+    """A CountResult from raw dispatch rows: MACs by operator and innermost module path, other ops; for an ESeg
+    model also by part (encoder / decoder / head) and pyramid level."""
+    res = CountResult(counter=counter, macs=0)
+    by = {k: defaultdict(int) for k in ("part", "level", "op", "module")}
+    other: dict[str, int] = dict.fromkeys(CATEGORIES[2:], 0)
+    other_by_part: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(CATEGORIES[2:], 0))
+    for (module, level, op, category), amount in raw.rows.items():
+        part = part_of(module)
+        if category.endswith("_macs"):
+            res.macs += amount
+            by["part"][part] += amount
+            by["level"][level] += amount
+            by["op"][op] += amount
+            by["module"][module] += amount
+        else:
+            other[category] += amount
+            other_by_part[part][category] += amount
+    if eseg:
         res.macs_by_part = {p: by["part"].get(p, 0) for p in ("encoder", "decoder", "head")}
         res.macs_by_level = dict(sorted(by["level"].items(), key=lambda kv: _level_key(kv[0])))
-        res.macs_by_operator = dict(by["op"])
-        res.macs_by_module = dict(by["module"])
-        res.other_ops = other
         res.other_ops_by_part = {p: other_by_part[p] for p in ("encoder", "decoder", "head")}
-        res.ops_not_counted = dict(raw.not_counted)
-        res.ops_no_arithmetic = dict(raw.no_arithmetic)
-        return res
+    res.macs_by_operator = dict(by["op"])
+    res.macs_by_module = dict(by["module"])
+    res.other_ops = other
+    res.ops_not_counted = dict(raw.not_counted)
+    res.ops_no_arithmetic = dict(raw.no_arithmetic)
+    return res
 
 
 def _level_key(level: str) -> int:
     return int(level[1:]) if level.startswith("P") else 99
+
+
+# fvcore's operator names whose counts are multiply-adds of products (the rest are its other handles)
+MATMUL_LIKE = ("conv", "matmul", "linear", "einsum", "bmm", "addmm")
+
+
+def _real_inputs(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> object:
+    """Zero tensors shaped like the meta ``inputs``, on the model's device; one tensor or a tuple."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    real = tuple(torch.zeros(t.shape, dtype=t.dtype, device=device) for t in inputs)
+    return real if len(real) > 1 else real[0]
 
 
 def _real_model_and_input(spec: ESegSpec, input_size: tuple[int, int]):
@@ -137,27 +163,34 @@ class FvcoreCounter(Counter):
 
     def count(self, spec: ESegSpec, input_size: tuple[int, int], meta_model: torch.nn.Module | None = None,
               ) -> CountResult:
+        res, by_module = self._count(*_real_model_and_input(spec, input_size))
+        res.macs_by_part = {p: by_module.get(p, 0) for p in ("encoder", "decoder", "head")}
+        res.macs_by_part["head"] += by_module.get("fusion", 0)
+        return res
+
+    def count_module(self, target: ModuleTarget, inputs: tuple[torch.Tensor, ...]) -> CountResult:
+        model = target.real().eval()
+        return self._count(model, _real_inputs(model, inputs))[0]
+
+    def _count(self, model: torch.nn.Module, x: object) -> tuple[CountResult, dict[str, int]]:
         import logging
 
         from fvcore.nn import FlopCountAnalysis
 
-        model, x = _real_model_and_input(spec, input_size)
         logging.getLogger("fvcore").setLevel(logging.ERROR)
         with torch.no_grad():
             fca = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             by_op = dict(fca.by_operator())
-            by_module = fca.by_module()
+            by_module = dict(fca.by_module())
             total = fca.total()
-        conv = {k: v for k, v in by_op.items() if k in ("conv", "matmul", "linear", "einsum", "bmm")}
+        conv = {k: v for k, v in by_op.items() if k in MATMUL_LIKE}
         res = CountResult(counter=self.name, macs=sum(conv.values()))
         res.macs_by_operator = conv
         res.other_ops = {k: v for k, v in by_op.items() if k not in conv}
-        res.macs_by_part = {p: by_module.get(p, 0) for p in ("encoder", "decoder", "head")}
-        res.macs_by_part["head"] += by_module.get("fusion", 0)
         res.ops_not_counted = dict(fca.unsupported_ops())
         res.convention = (f"fvcore: one fused multiply-add = one flop; macs = conv/matmul only; "
                           f"fvcore total incl. its other handles = {total}")
-        return res
+        return res, by_module
 
 
 @register_counter
@@ -175,14 +208,20 @@ class ThopCounter(Counter):
 
     def count(self, spec: ESegSpec, input_size: tuple[int, int], meta_model: torch.nn.Module | None = None,
               ) -> CountResult:
+        return self._count(*_real_model_and_input(spec, input_size))
+
+    def count_module(self, target: ModuleTarget, inputs: tuple[torch.Tensor, ...]) -> CountResult:
+        model = target.real().eval()
+        return self._count(model, _real_inputs(model, inputs))
+
+    def _count(self, model: torch.nn.Module, x: object) -> CountResult:
         import contextlib
         import io
 
         import thop
 
-        model, x = _real_model_and_input(spec, input_size)
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-            macs, _params = thop.profile(model, inputs=(x,), verbose=False)
+            macs, _params = thop.profile(model, inputs=x if isinstance(x, tuple) else (x,), verbose=False)
         res = CountResult(counter=self.name, macs=int(macs))
         res.convention = ("thop: conv/linear multiply-adds plus bias adds, BN, activations and nn.* pooling/"
                           "upsampling in one total; functional (F.*) resampling is not seen")

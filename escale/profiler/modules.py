@@ -12,6 +12,7 @@ import copy
 import hashlib
 import importlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,11 +26,13 @@ ACCEPTED = ("an ESegSpec, a preset name (e.g. 'ESeg-S'), a YAML/JSON spec path, 
 
 @dataclass
 class ModuleTarget:
-    """A generic model to profile: ``model`` on the meta device (or the user's own device, see ``device``)."""
+    """A generic model to profile: ``model`` on the meta device; ``real()`` gives a model with real weights for
+    the counters that run on real tensors (fvcore, thop), never the user's own instance."""
 
     model: torch.nn.Module
     name: str
     source: str
+    real: Callable[[], torch.nn.Module]
     default_input_size: tuple[int, int] | None = None
     in_chans: int | None = None
 
@@ -40,7 +43,7 @@ def resolve_target(target: object, name: str | None = None) -> ESegSpec | Module
         return target
     if isinstance(target, torch.nn.Module):
         cls = type(target).__name__
-        return ModuleTarget(meta_copy(target), name or cls, f"nn.Module {cls}")
+        return ModuleTarget(meta_copy(target), name or cls, f"nn.Module {cls}", real=lambda: copy.deepcopy(target))
     if isinstance(target, str):
         if target.startswith("timm:"):
             return timm_target(target[5:], name)
@@ -75,7 +78,7 @@ def timm_target(model_name: str, name: str | None = None) -> ModuleTarget:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = cfg.get("input_size")
     return ModuleTarget(model, name or model_name, f"timm:{model_name}",
-                        default_input_size=tuple(size[-2:]) if size else None,
+                        real=lambda: timm.create_model(model_name, pretrained=False), default_input_size=tuple(size[-2:]) if size else None,
                         in_chans=int(size[0]) if size else None)
 
 
@@ -93,7 +96,7 @@ def factory_target(ref: str, name: str | None = None) -> ModuleTarget:
     model = factory()
     if not isinstance(model, torch.nn.Module):
         raise EscaleError(f"module: {ref!r} returned a {type(model).__name__}, not a torch.nn.Module")
-    return ModuleTarget(meta_copy(model), name or attr, f"module:{ref}")
+    return ModuleTarget(meta_copy(model), name or attr, f"module:{ref}", real=lambda: model)
 
 
 def module_id(model: torch.nn.Module) -> str:
