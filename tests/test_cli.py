@@ -96,3 +96,23 @@ def test_entry_point_exit_code_and_debug_traceback():
     env = dict(os.environ, ESCALE_DEBUG="1")
     proc = subprocess.run([exe, "spec", "show", "nope"], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_paper_columns_follow_the_configuration_and_notes_are_one_line(capsys, tmp_path):
+    code, out, err = run(capsys, "profile", "ESeg-S", "--set", "encoder.backbone=resnet50", "--format", "json")
+    (rec,) = json.loads(out)
+    assert code == 0 and rec["name"] == "ESeg-S+backbone=resnet50" and rec["paper_source"] == "Table 8 ResNet-50"
+    assert err == ("escale: note: encoder.backbone='resnet50': reset the EfficientNet-only fields the preset set "
+                   "(depth 1.1 -> 1.0)\n")
+    code, out, _ = run(capsys, "profile", "ESeg-S", "--set", "decoder.repeats=3", "--format", "json")
+    (rec,) = json.loads(out)
+    assert (rec["name"], rec["paper_source"], rec["paper_gmacs"], rec["gmacs_dev_pct"]) == (
+        "ESeg-S+repeats=3", None, None, None)
+    edited = tmp_path / "edited.yaml"  # a file calling an edited ESeg-S by the preset's name
+    edited.write_text(escale.preset("ESeg-S").with_overrides({"decoder.repeats": 3, "name": "ESeg-S"}).to_yaml())
+    code, out, _ = run(capsys, "profile", str(edited), "ESeg-M")
+    assert "Table 4" in next(line for line in out.splitlines() if "ESeg-M" in line)
+    row = next(line for line in out.splitlines() if "ESeg-S+repeats=3" in line)
+    assert row.count("│") == 7 and row.rstrip("│ ").endswith("-")  # the edited row: "-" in the paper column
+    code, _, err = run(capsys, "profile", "ESeg-S", "--set", "encoder.backbone=resnet50", "--set", "encoder.width=1.2")
+    assert code == 2 and "encoder.width: 1.2 applies only to backbone='efficientnet'" in err

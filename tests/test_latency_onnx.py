@@ -85,3 +85,16 @@ def test_export_spec_onnx(tiny_spec, tmp_path):
     info = export_spec_onnx(tiny_spec, tmp_path / "t.onnx", (64, 64), threads=1)
     assert info["opset"] == 17 and info["max_abs_diff"] <= 1e-4 and info["bn_folded"] > 20
     assert info["spec_id"] == tiny_spec.spec_id and (tmp_path / "t.onnx").stat().st_size > 100_000
+
+
+def test_export_and_latency_below_the_top_level_size(tiny_spec, tmp_path):
+    """At 32x48 tiny_spec's P6 would be 0.5x0.75: it is 1x1, the ONNX model still matches eager, and the
+    latency record names the collapsed level."""
+    from escale.profiler.latency import QUICK, measure_latency
+
+    info = export_spec_onnx(tiny_spec, tmp_path / "small.onnx", (32, 48), threads=1)
+    assert info["max_abs_diff"] <= 1e-4
+    res = measure_latency(tiny_spec, backend="onnxruntime", input_size=(32, 48), threads=1, isolate=False,
+                          config=QUICK)
+    assert res.notes == ["P6 is 1x1 at 32x48 (levels below one pixel are clamped to 1)"] and res.latency_ms > 0
+    assert res.to_extra()["latency_notes"] == res.notes
