@@ -33,7 +33,7 @@ import escale
 import escale.train
 from escale.data import eval_batches, make_dataset, normalize
 from escale.data.synthetic import CAR_MOVING, CAR_STOPPED, LIGHT
-from escale.paths import bench_dir
+from escale.paths import add_bench_output_arguments, bench_output
 
 NAME = "context"  # reports/NAME is the committed reference
 
@@ -57,14 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="intra-op threads; on a busy 2-core machine 2 threads ran 20-100x slower than 1")
     p.add_argument("--tag", default="context_levels", help="output file stem")
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
-    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
 
 
 def output_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
+    return bench_output(args, NAME)
 
 
 def spread(values: list[float]) -> dict[str, float]:

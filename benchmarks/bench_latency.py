@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from escale import family, preset
-from escale.paths import bench_dir
+from escale.paths import add_bench_output_arguments, bench_output
 from escale.profiler.latency import BACKENDS, TimingConfig, measure_latency
 from escale.spec import parse_input_size, parse_override
 
@@ -42,15 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-runs", type=int, default=10)
     p.add_argument("--min-duration", type=float, default=5.0)
     p.add_argument("--latency-opt", action="append", default=[], metavar="KEY=VALUE")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
-    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    add_bench_output_arguments(p, NAME)
     p.add_argument("--tag", help="report file name (default: bench_<device>_<precision>_<HxW>)")
     return p.parse_args(argv)
 
 
 def output_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
+    return bench_output(args, NAME)
 
 
 def run(args: argparse.Namespace) -> dict:

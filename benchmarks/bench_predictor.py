@@ -26,7 +26,7 @@ import statistics
 import time
 from pathlib import Path
 
-from escale.paths import bench_dir
+from escale.paths import add_bench_output_arguments, bench_output
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "predictor"  # reports/NAME is the committed reference
@@ -44,14 +44,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--passes", type=int, default=2, help="interleaved passes over kernels and models; each keeps "
                    "its lowest median (default: 2)")
     p.add_argument("--fresh", action="store_true", help="ignore cached table and measurements")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
-    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
 
 
 def output_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
+    return bench_output(args, NAME)
 
 
 def export_full(spec, size, folder: Path) -> tuple[Path, object]:  # noqa: ANN001

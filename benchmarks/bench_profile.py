@@ -32,7 +32,7 @@ import torch
 
 import escale
 import escale.profiler  # noqa: F401  (imports happen here, outside the timings)
-from escale.paths import bench_dir
+from escale.paths import add_bench_output_arguments, bench_output
 
 NAME = "profile"  # reports/NAME is the committed reference
 FAMILY_TARGET_S, SPEEDUP_TARGET = 1.0, 20.0
@@ -49,16 +49,14 @@ print(json.dumps({"family_s": time.perf_counter() - t0, "macs": [r.macs for r in
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--out", help=f"output folder (default: <home>/bench/{NAME}, ignored by git)")
-    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{NAME}/")
+    add_bench_output_arguments(p, NAME)
     p.add_argument("--processes", type=int, default=7, help="fresh processes for the family timing (default: 7)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per tool and model (default: 5)")
     return p.parse_args(argv)
 
 
 def output_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out) if args.out else bench_dir(NAME, args.update_reference)
+    return bench_output(args, NAME)
 
 
 def time_family(processes: int) -> dict:

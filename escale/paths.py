@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ENV_HOME = "ESCALE_HOME"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -104,6 +105,18 @@ def bench_dir(name: str, update_reference: bool = False) -> Path:
                               "(no reports/ folder beside the package)")
         return ref / name
     return home() / "bench" / name
+
+
+def add_bench_output_arguments(parser: Any, name: str) -> None:
+    """A benchmark's ``--out DIR`` / ``--update-reference`` (mutually exclusive) on an argparse parser."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--out", help=f"output folder (default: <home>/bench/{name}, ignored by git)")
+    g.add_argument("--update-reference", action="store_true", help=f"write the committed reports/{name}/")
+
+
+def bench_output(args: Any, name: str) -> Path:
+    """The folder a benchmark writes to, from the arguments of :func:`add_bench_output_arguments`."""
+    return Path(args.out) if args.out else bench_dir(name, args.update_reference)
 
 
 def locations() -> dict[str, str | None]:
