@@ -2,8 +2,8 @@
 
 ``resolve_target`` turns what a user passes into either an :class:`~escale.spec.ESegSpec` or a
 :class:`ModuleTarget` (a module on the meta device, its name and where it came from). Meta copies keep
-the user's module untouched: parameters and buffers are swapped for meta tensors of the same shape
-while the module is deep-copied, so no weight is copied or allocated.
+the user's module untouched: the module tree is copied shallowly with meta tensors of the same shapes in
+place of its parameters and buffers, so no weight is copied or allocated.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def timm_target(model_name: str, name: str | None = None) -> ModuleTarget:
     """``timm.create_model(model_name, pretrained=False)`` built on the meta device (no weights anywhere)."""
     import timm
 
-    if not model_name or model_name not in timm.list_models():
+    if not model_name or not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name}*")[:5] if model_name else []
         hint = f"; close: {', '.join(close)}" if close else ""
         raise SpecError(f"timm: {model_name!r} is not a timm model (allowed: a name from timm.list_models(){hint})")
