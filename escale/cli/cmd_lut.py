@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("specs", nargs="+", metavar="SPEC", help="preset names or YAML specs")
     pr.add_argument("--lut", required=True, help="latency table JSON")
     pr.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
+    pr.add_argument("--by", choices=("part", "level", "kernel"), default=None,
+                    help="where the time goes: predicted ms per part (encoder/decoder/head), per pyramid level "
+                         "(beside the MACs shares) or for the top kernels")
+    pr.add_argument("--top", type=int, default=10, help="kernels shown with --by kernel (default: 10)")
     pr.set_defaults(func=_predict)
 
 
@@ -167,6 +171,8 @@ def _predict(args: argparse.Namespace) -> int:
     from escale.spec import load_spec
 
     pred = LatencyPredictor(load_table(args.lut))
+    if args.by:
+        return _breakdown(pred, [load_spec(ref) for ref in args.specs], args)
     rows = []
     for ref in args.specs:
         spec = load_spec(ref)
@@ -185,3 +191,52 @@ def _predict(args: argparse.Namespace) -> int:
                  f"{t.threads} thread(s)", cols, out, f"Table: {args.lut}. Estimated kernels are scaled from "
                  "same-shape neighbours in the table.")
     return 0
+
+
+def _breakdown(pred, specs: list, args: argparse.Namespace) -> int:  # noqa: ANN001 - a LatencyPredictor
+    """``lut predict --by part|level|kernel``: predicted ms per group beside the MACs share (one table per spec)."""
+    from escale.profiler import profile
+
+    if args.top < 1:
+        from escale.errors import EscaleError
+
+        raise EscaleError(f"--top: {args.top} is not allowed (a whole number >= 1)")
+    t = pred.table
+    rows: list[dict] = []
+    for spec in specs:
+        b = pred.breakdown(spec)
+        if args.by == "kernel":
+            for k in b.by_kernel[:args.top]:
+                rows.append({"name": spec.name, "kernel": k["kernel"], "op": k["op"], "runs": k["count"],
+                             "predicted_ms": k["ms"], "share_pct": 100 * k["ms"] / b.total_ms})
+            continue
+        rec = profile(spec, input_size=tuple(t.input_size))
+        ms = b.by_part_ms if args.by == "part" else b.by_level_ms
+        macs = rec.macs_by_part if args.by == "part" else rec.macs_by_level
+        for group in dict.fromkeys([*ms, *macs]):
+            rows.append({"name": spec.name, args.by: group, "predicted_ms": ms.get(group, 0.0),
+                         "share_pct": 100 * ms.get(group, 0.0) / b.total_ms,
+                         "macs_share_pct": 100 * macs.get(group, 0) / max(rec.macs, 1)})
+        if b.fixed_ms:
+            rows.append({"name": spec.name, args.by: "(calibration intercept)", "predicted_ms": b.fixed_ms,
+                         "share_pct": 100 * b.fixed_ms / b.total_ms, "macs_share_pct": 0.0})
+    if render.emit_machine(rows, args.format):
+        return 0
+    for spec in specs:
+        mine = [r for r in rows if r["name"] == spec.name]
+        if args.by == "kernel":
+            cols = [("kernel", "left"), ("runs", "right"), ("predicted ms", "right"), ("share", "right")]
+            out = [[r["kernel"], str(r["runs"]), f"{r['predicted_ms']:.2f}", f"{r['share_pct']:.1f}%"] for r in mine]
+        else:
+            cols = [(args.by, "left"), ("predicted ms", "right"), ("share of latency", "right"),
+                    ("share of MACs", "right")]
+            out = [[r[args.by], f"{r['predicted_ms']:.2f}", f"{r['share_pct']:.1f}%", f"{r['macs_share_pct']:.1f}%"]
+                   for r in mine]
+        total = sum(r["predicted_ms"] for r in mine)
+        render.table(f"{spec.name} — predicted latency by {args.by}, {t.backend}/{t.device}/{t.precision}, "
+                     f"{t.input_size[0]}x{t.input_size[1]}, {t.threads} thread(s)", cols, out,
+                     f"Table: {args.lut}; ms = the kernels' calibrated table latencies"
+                     + (f" (top {args.top} kernels: {total:.2f} ms)" if args.by == "kernel" else "")
+                     + "; levels by output size (P0 = input size, global = 1x1 squeeze-excite maps).")
+    return 0
+

@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                           "level, for each model. " + OUT_NOTE,
                                           "escale plot breakdown --family eseg-full"))
     _records_args(brk)
+    brk.add_argument("--latency", action="store_true",
+                     help="also the shares of predicted latency (from a kernel latency table), beside the MACs")
+    brk.add_argument("--lut", default=None, metavar="TABLE",
+                     help="latency table for --latency (default: the table for onnxruntime/cpu/fp32, 512x1024, "
+                          "1 thread on the usual search path)")
     brk.add_argument("--out", default=None, metavar="PATH", help="output path (default <home>/plots/flops-breakdown)")
     brk.set_defaults(func=run_breakdown)
 
@@ -129,6 +134,36 @@ def run_breakdown(args: argparse.Namespace) -> int:
     from escale.report import plot_flops_breakdown, save_figure
     from escale.report.style import check_writable
 
-    out = args.out or default_out("flops-breakdown")
+    out = args.out or default_out("latency-breakdown" if args.latency else "flops-breakdown")
     check_writable(out)
-    return _written(save_figure(plot_flops_breakdown(family_records(args)), out))
+    predictor = _breakdown_predictor(args.lut) if args.latency else None
+    records = family_records(args)
+    if predictor is not None:
+        add_latency_breakdown(records, predictor)
+    return _written(save_figure(plot_flops_breakdown(records, latency=args.latency), out))
+
+
+def _breakdown_predictor(lut: str | None):  # noqa: ANN202 - a LatencyPredictor
+    from escale.errors import EscaleError
+    from escale.search.lut import find_table, load_table, table_name
+    from escale.search.predictor import LatencyPredictor
+
+    path = lut or find_table("onnxruntime", "cpu", "fp32", (512, 1024), 1)
+    if path is None:
+        raise EscaleError(f"--latency: no latency table {table_name('onnxruntime', 'cpu', 'fp32', (512, 1024), 1)} "
+                          "found (pass --lut TABLE or build one with `escale lut build`)")
+    return LatencyPredictor(load_table(path))
+
+
+def add_latency_breakdown(records: list, predictor) -> None:  # noqa: ANN001 - a LatencyPredictor
+    """Put each record's predicted latency breakdown (at the table's input size) into ``record.extra``."""
+    from escale.spec import ESegSpec
+
+    t = predictor.table
+    note = f"{t.backend}/{t.device}/{t.precision}, {t.input_size[0]}×{t.input_size[1]}, {t.threads} thread(s)"
+    for r in records:
+        if r.kind != "eseg":
+            continue
+        b = predictor.breakdown(ESegSpec.from_dict(r.spec))
+        r.extra.update(predicted_latency_ms=b.total_ms, latency_by_part_ms=b.by_part_ms,
+                       latency_by_level_ms=b.by_level_ms, latency_note=note, latency_table=predictor.source)

@@ -323,56 +323,83 @@ def plot_study_front(frame, cost_label: str = "Cost", title: str = "Study", budg
 
 
 PART_COLORS = {"encoder": "#4c72b0", "decoder": "#dd8452", "head": "#55a868"}
-LEVEL_GROUPS = ("P1", "P2", "P3", "P4", "P5", "P6–P9")
+LEVEL_GROUPS = ("P0–P1", "P2", "P3", "P4", "P5", "P6–P9")
 
 
-def _level_shares(by_level: dict[str, int]) -> dict[str, float]:
-    grouped = dict.fromkeys(LEVEL_GROUPS, 0)
-    for level, macs in by_level.items():
+def _level_shares(by_level: dict[str, float]) -> dict[str, float]:
+    """Shares (%) per level group; P0 (the input size: the final resize) joins P1, 1x1 maps join P6–P9."""
+    grouped = dict.fromkeys(LEVEL_GROUPS, 0.0)
+    for level, amount in by_level.items():
         n = int(level[1:]) if level.startswith("P") and level[1:].isdigit() else 99
-        key = f"P{n}" if 1 <= n <= 5 else ("P1" if n == 0 else "P6–P9")
-        grouped[key] += macs
+        key = f"P{n}" if 2 <= n <= 5 else ("P0–P1" if n <= 1 else "P6–P9")
+        grouped[key] += amount
     total = sum(grouped.values()) or 1
     return {k: 100.0 * v / total for k, v in grouped.items()}
 
 
-def plot_flops_breakdown(records) -> Figure:
+LATENCY_KEYS = ("latency_by_part_ms", "latency_by_level_ms", "predicted_latency_ms")  # in ProfileRecord.extra
+
+
+def _share_bars(ax, shares: list[dict[str, float]], groups, colors, ylabel: str, totals: list[str], title: str,
+                names: list[str]) -> None:
+    """One stacked bar of ``shares`` per record, totals above the bars."""
+    idx = np.arange(len(shares))
+    bottom = np.zeros(len(shares))
+    for group, color in zip(groups, colors, strict=True):
+        share = np.array([s.get(group, 0.0) for s in shares])
+        label = group if share.max() >= 1 else f"{group} (≤{share.max():.1g}%)"
+        ax.bar(idx, share, 0.7, bottom=bottom, color=color, label=label)
+        bottom += share
+    ax.set_xticks(idx, [n.replace("ESeg-", "") for n in names], rotation=0)
+    ax.set_ylim(0, 112)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="x", visible=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), handlelength=1.0)
+    for i, text in enumerate(totals):
+        ax.text(i, 101, text, ha="center", va="bottom", fontsize=6.5)
+
+
+def plot_flops_breakdown(records, latency: bool = False) -> Figure:
     """Share of MACs (%) per part (encoder / decoder / head) and per pyramid level, one bar per record.
 
     The total (B multiply-adds) is written above each bar; levels P6–P9 include the 1×1 squeeze-excite
-    maps ("global"). ``records`` are saved ProfileRecords (``macs_by_part``, ``macs_by_level``).
+    maps ("global"). ``records`` are saved ProfileRecords (``macs_by_part``, ``macs_by_level``). With
+    ``latency``, a second row shows the shares of *predicted* latency the same way, from each record's
+    ``extra["latency_by_part_ms"]`` / ``["latency_by_level_ms"]`` (``escale plot breakdown --latency``
+    puts them there from a kernel latency table; ``extra["latency_note"]`` names the table and settings).
     """
     records = [r for r in records if r.kind == "eseg"]  # generic modules have no parts or levels
     if not records:
         raise EscaleError("breakdown: no ESeg records to plot (generic modules: escale profile --by module)")
+    if latency and not all(r.extra.get(k) for r in records for k in LATENCY_KEYS):
+        raise EscaleError("breakdown --latency: the records carry no predicted latency breakdown "
+                          f"(extra: {', '.join(LATENCY_KEYS)})")
     names = [r.name for r in records]
-    idx = np.arange(len(records))
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    level_colors = [cmap(k / (len(LEVEL_GROUPS) - 1)) for k in range(len(LEVEL_GROUPS))]
+    rows = [("MACs", [{p: 100.0 * r.macs_by_part.get(p, 0) / max(r.macs, 1) for p in PART_COLORS} for r in records],
+             [_level_shares(r.macs_by_level) for r in records],
+             [f"{r.gmacs:.0f}B" if r.gmacs >= 10 else f"{r.gmacs:.1f}B" for r in records])]
+    if latency:
+        rows.append(("predicted latency",
+                     [{p: 100.0 * v / r.extra["predicted_latency_ms"] for p, v in r.extra["latency_by_part_ms"].items()}
+                      for r in records],
+                     [_level_shares(r.extra["latency_by_level_ms"]) for r in records],
+                     [f"{r.extra['predicted_latency_ms']:.0f} ms" for r in records]))
     with paper_style():
-        fig, (ax_part, ax_level) = new_figure(PAGE_IN, 2.9, ncols=2)
-        bottom = np.zeros(len(records))
-        for part, color in PART_COLORS.items():
-            share = np.array([100.0 * r.macs_by_part.get(part, 0) / max(r.macs, 1) for r in records])
-            ax_part.bar(idx, share, 0.7, bottom=bottom, color=color, label=part)
-            bottom += share
-        levels = [_level_shares(r.macs_by_level) for r in records]
-        cmap = __import__("matplotlib").colormaps["viridis"]
-        bottom = np.zeros(len(records))
-        for k, group in enumerate(LEVEL_GROUPS):
-            share = np.array([lv[group] for lv in levels])
-            label = group if share.max() >= 1 else f"{group} (≤{share.max():.1g}%)"
-            ax_level.bar(idx, share, 0.7, bottom=bottom, color=cmap(k / (len(LEVEL_GROUPS) - 1)), label=label)
-            bottom += share
-        for ax, what in ((ax_part, "part"), (ax_level, "pyramid level")):
-            ax.set_xticks(idx, [n.replace("ESeg-", "") for n in names], rotation=0)
-            ax.set_ylim(0, 112)
-            ax.set_yticks(range(0, 101, 20))
-            ax.set_ylabel("share of MACs (%)")
-            ax.set_title(f"by {what}")
-            ax.grid(axis="x", visible=False)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), handlelength=1.0)
-            for i, r in enumerate(records):
-                ax.text(i, 101, f"{r.gmacs:.0f}B" if r.gmacs >= 10 else f"{r.gmacs:.1f}B", ha="center",
-                        va="bottom", fontsize=6.5)
+        fig, axes = new_figure(PAGE_IN, 2.9 * len(rows), nrows=len(rows), ncols=2)
+        axes = np.asarray(axes).reshape(len(rows), 2)
+        for (what, parts, levels, totals), (ax_part, ax_level) in zip(rows, axes, strict=True):
+            _share_bars(ax_part, parts, list(PART_COLORS), list(PART_COLORS.values()), f"share of {what} (%)",
+                        totals, f"{what} by part" if latency else "by part", names)
+            _share_bars(ax_level, levels, list(LEVEL_GROUPS), level_colors, f"share of {what} (%)", totals,
+                        f"{what} by pyramid level" if latency else "by pyramid level", names)
         size = "×".join(str(s) for s in records[0].input_size)
-        fig.suptitle(f"Where the MACs go: ESeg models at {size}, batch 1 (B = billions of multiply-adds)")
+        title = f"Where the MACs go: ESeg models at {size}, batch 1 (B = billions of multiply-adds)"
+        if latency:
+            title = (f"Where the MACs (top, at {size}, B = billions of multiply-adds) and the predicted latency "
+                     f"go\n(bottom: from a kernel latency table, {records[0].extra.get('latency_note', '')})")
+        fig.suptitle(title)
     return fig

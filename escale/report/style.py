@@ -52,12 +52,14 @@ def paper_style():
         yield
 
 
-def new_figure(width_in: float = COLUMN_IN, height_in: float = 2.6, ncols: int = 1) -> tuple[Figure, list]:
-    """A Figure (not registered with pyplot) with ``ncols`` axes and constrained layout."""
+def new_figure(width_in: float = COLUMN_IN, height_in: float = 2.6, ncols: int = 1, nrows: int = 1,
+               ) -> tuple[Figure, list]:
+    """A Figure (not registered with pyplot) with ``nrows`` x ``ncols`` axes (a flat list, row by row) and
+    constrained layout."""
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
     FigureCanvasAgg(fig)  # a renderer for measuring labels, without pyplot's global state
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, list(axes.ravel())
 
 
 def check_writable(path: str | Path) -> None:

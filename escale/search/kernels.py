@@ -117,8 +117,22 @@ def trace_events(model: torch.nn.Module, x: torch.Tensor) -> list[_Event]:
     return flow.events
 
 
+@dataclass(frozen=True)
+class KernelSite:
+    """Where a kernel runs: its module path (of its first op) and its output shape (of its last op)."""
+
+    kernel: Kernel
+    module: str
+    out_shape: tuple[int, ...]
+
+
 def group_kernels(events: list[_Event]) -> list[Kernel]:
     """Group traced ops into backend kernels (see the module docstring), in execution order."""
+    return [site.kernel for site in group_sites(events)]
+
+
+def group_sites(events: list[_Event]) -> list[KernelSite]:
+    """:func:`group_kernels` with each kernel's module path and output shape (for breakdowns)."""
     consumers = Counter(i for e in events for i in e.inputs)
     unit_of: dict[int, _Unit] = {}
     units: list[_Unit] = []
@@ -165,7 +179,8 @@ def group_kernels(events: list[_Event]) -> list[Kernel]:
         if u.op == "conv":
             u.attrs.setdefault("act", "none")
             u.attrs.setdefault("bias", 0)
-    return [Kernel.make(u.op, **u.attrs) for u in units if u.op != "merged"]
+    return [KernelSite(Kernel.make(u.op, **u.attrs), events[u.members[0]].module, events[max(u.members)].out_shape)
+            for u in units if u.op != "merged"]
 
 
 def _add(i: int, e: _Event, unit_of: dict[int, _Unit], consumers: Counter, new: Any, join: Any) -> None:
@@ -213,12 +228,17 @@ def _pool_attrs(e: _Event) -> dict[str, Any]:
 
 def model_kernels(spec: ESegSpec, input_size: tuple[int, int], batch: int = 1) -> list[Kernel]:
     """The kernels of ``spec`` folded for inference at ``input_size`` (H, W), batch 1, in run order."""
+    return [site.kernel for site in model_kernel_sites(spec, input_size, batch)]
+
+
+def model_kernel_sites(spec: ESegSpec, input_size: tuple[int, int], batch: int = 1) -> list[KernelSite]:
+    """:func:`model_kernels` with where each kernel runs (module path, output shape)."""
     from escale.models import build_model
 
     input_size = spec.check_input_size(tuple(input_size))
     model = build_model(spec, device="meta").fold_for_inference()
     x = torch.empty(batch, 3, *input_size, device="meta")
-    return group_kernels(trace_events(model, x))
+    return group_sites(trace_events(model, x))
 
 
 def kernel_counts(kernels: list[Kernel]) -> Counter:

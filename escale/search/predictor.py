@@ -21,6 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from escale.search.kernels import Kernel, model_kernels
 from escale.search.lut import LatencyTable, TableError
 from escale.spec import ESegSpec
@@ -138,6 +140,41 @@ class LatencyPredictor:
         return Prediction(latency_ms=lat, sum_ms=total, n_kernels=len(kernels), n_found=found, n_estimated=est,
                           unpriced=unpriced, by_op_ms=dict(by_op), by_class_ms=by_class, calibrated=cal)
 
+    def breakdown(self, spec: ESegSpec, input_size: tuple[int, int] | None = None) -> LatencyBreakdown:
+        """Where the predicted time of ``spec`` goes: per part, per pyramid level, per distinct kernel (ms).
+
+        Each kernel is priced as in :meth:`predict` and carried through the calibration on its own (its
+        class slope); what the calibration adds regardless of the kernels (an intercept) is ``fixed_ms``.
+        The parts therefore sum to the prediction, like the MACs breakdown sums to the MACs.
+        """
+        from escale.profiler.counters import part_of
+        from escale.profiler.dispatch import level_namer
+        from escale.search.kernels import model_kernel_sites
+
+        size = tuple(input_size or self.table.input_size)
+        total = self.predict(spec, size)
+        fixed = self.calibrate_sum(0.0, dict.fromkeys(CLASSES, 0.0))[0]
+        level_of = level_namer(size, spec.decoder.max_level)
+        parts: dict[str, float] = {p: 0.0 for p in ("encoder", "decoder", "head")}
+        levels: dict[str, float] = defaultdict(float)
+        kernels: dict[str, list] = {}
+        for site in model_kernel_sites(spec, size):
+            ms, _how = self.kernel_ms(site.kernel)
+            if ms is None:
+                continue
+            cls = kernel_class(site.kernel)
+            ms = self.calibrate_sum(ms, {**dict.fromkeys(CLASSES, 0.0), cls: ms})[0] - fixed
+            parts[part_of(site.module)] += ms
+            levels[level_of(torch.empty(site.out_shape, device="meta"))] += ms
+            entry = kernels.setdefault(site.kernel.key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += ms
+        by_kernel = [{"kernel": k, "op": k.split(":")[0], "count": n, "ms": ms}
+                     for k, (n, ms) in sorted(kernels.items(), key=lambda kv: -kv[1][1])]
+        return LatencyBreakdown(total_ms=total.latency_ms, fixed_ms=fixed, by_part_ms=parts,
+                                by_level_ms=dict(sorted(levels.items(), key=lambda kv: _level_key(kv[0]))),
+                                by_kernel=by_kernel, unpriced=total.unpriced, calibrated=total.calibrated)
+
     def calibrate_sum(self, sum_ms: float, by_class: dict[str, float] | None = None) -> tuple[float, bool]:
         c = self.table.calibration
         if not c:
@@ -176,6 +213,28 @@ class LatencyPredictor:
 
 
 CALIBRATIONS = ("ratio", "linear", "classes")
+
+
+@dataclass
+class LatencyBreakdown:
+    """Predicted ms of one model per part (encoder / decoder / head), per pyramid level (by output size;
+    ``global`` = 1x1 squeeze-excite maps) and per distinct kernel (all its runs); ``fixed_ms`` is what the
+    calibration adds regardless of kernels. The parts plus ``fixed_ms`` sum to ``total_ms``."""
+
+    total_ms: float
+    fixed_ms: float
+    by_part_ms: dict[str, float]
+    by_level_ms: dict[str, float]
+    by_kernel: list[dict[str, Any]]
+    unpriced: list[str] = field(default_factory=list)
+    calibrated: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _level_key(level: str) -> int:
+    return int(level[1:]) if level.startswith("P") else 99
 
 
 def _fit(mode: str, rows: list[tuple[float, list[float], float]]) -> dict[str, Any]:
