@@ -1,0 +1,174 @@
+"""fp32 means fp32: TF32 and cudnn.benchmark around CUDA timing.
+
+No GPU here: torch's TF32 and cuDNN flags can be read and set without one (torch 2.14), and the CUDA timing
+path is driven with a CPU step. The ``gpu`` tests at the end run the real thing.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+
+import pytest
+import torch
+
+from escale.cli.main import main
+from escale.errors import BackendUnavailableError
+from escale.profiler.latency import QUICK, backend_table, get_backend
+from escale.profiler.latency import torch_backend as tb
+from escale.profiler.latency.memory import MemoryEstimate
+from escale.profiler.latency.timing import wall_timer
+
+NEW_API = tuple(int(p) for p in re.findall(r"\d+", torch.__version__)[:2]) >= (2, 9)
+new_api_only = pytest.mark.skipif(not NEW_API, reason="checks torch >= 2.9's fp32_precision flags")
+
+
+@pytest.fixture(autouse=True)
+def caller_flags():
+    """Each test starts from torch's defaults and leaves them as it found them, even when it fails."""
+    saved, bench = tb._tf32_snapshot(), torch.backends.cudnn.benchmark
+    yield
+    tb._tf32_restore(saved)
+    torch.backends.cudnn.benchmark = bench
+
+
+def flags() -> dict:
+    return tb.cuda_math_settings()
+
+
+# --- TF32 and cudnn.benchmark (torch's real flags) ---------------------------------------------------------
+
+@new_api_only
+def test_fp32_turns_tf32_off_and_restores_the_callers_settings():
+    assert tb.tf32_api() == "fp32_precision"
+    torch.backends.cudnn.conv.fp32_precision = "tf32"  # torch 2.14's default for cuDNN convolutions
+    torch.set_float32_matmul_precision("high")  # a caller that asked for TF32 matmuls
+    with tb.tf32_mode(tb.TF32["fp32"]):
+        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        assert torch.get_float32_matmul_precision() == "highest"  # legacy and new flags agree: no mix error
+        assert flags()["tf32_conv"] is False and flags()["tf32_matmul"] is False
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cuda.matmul.fp32_precision == "tf32"
+
+
+@new_api_only
+def test_tf32_turns_it_on_and_restores():
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.set_float32_matmul_precision("highest")
+    with tb.tf32_mode(tb.TF32["tf32"]):
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        assert torch.get_float32_matmul_precision() == "high"
+        assert flags()["tf32_conv"] is True and flags()["tf32_matmul"] is True
+    assert torch.backends.cudnn.conv.fp32_precision == "ieee" and torch.get_float32_matmul_precision() == "highest"
+
+
+@new_api_only
+def test_settings_come_back_after_an_error_and_fp16_changes_nothing():
+    before = tb._tf32_snapshot()
+    with pytest.raises(RuntimeError, match="boom"), tb.tf32_mode(False):
+        raise RuntimeError("boom")
+    assert tb._tf32_snapshot() == before
+    assert tb.TF32.get("fp16") is None and tb.TF32.get("bf16") is None
+    with tb.tf32_mode(tb.TF32.get("fp16")):
+        assert tb._tf32_snapshot() == before
+
+
+def test_older_torch_falls_back_to_allow_tf32(monkeypatch):
+    """torch < 2.9 (or no per-operator flags): cudnn.allow_tf32 and set_float32_matmul_precision."""
+    monkeypatch.setattr(torch, "__version__", "2.8.0")
+    assert tb.tf32_api() == "allow_tf32"
+    matmul = types.SimpleNamespace(allow_tf32=False)
+    cudnn = types.SimpleNamespace(allow_tf32=True, benchmark=False)  # no .conv: the legacy flags only
+    monkeypatch.setattr(torch.backends, "cudnn", cudnn)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
+    precision = {"value": "highest"}
+
+    def set_precision(p):  # noqa: ANN001 - as torch documents: "highest" == matmul.allow_tf32 False
+        precision["value"], matmul.allow_tf32 = p, p != "highest"
+
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", set_precision)
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: precision["value"])
+    with tb.tf32_mode(False):
+        assert cudnn.allow_tf32 is False and matmul.allow_tf32 is False
+        assert flags() == {"tf32_conv": False, "tf32_matmul": False, "tf32_api": "allow_tf32",
+                           "cudnn_benchmark": False}
+    assert cudnn.allow_tf32 is True and matmul.allow_tf32 is False and precision["value"] == "highest"
+    with tb.tf32_mode(True):
+        assert cudnn.allow_tf32 is True and matmul.allow_tf32 is True
+    assert cudnn.allow_tf32 is True and matmul.allow_tf32 is False
+
+
+def test_cudnn_benchmark_is_set_and_restored():
+    torch.backends.cudnn.benchmark = False
+    with tb.cudnn_benchmark(True):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is False
+    torch.backends.cudnn.benchmark = True
+    with pytest.raises(ValueError), tb.cudnn_benchmark(False):
+        assert torch.backends.cudnn.benchmark is False
+        raise ValueError
+    assert torch.backends.cudnn.benchmark is True
+
+
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True), ("fp16", None), ("bf16", None)])
+def test_cuda_timing_runs_every_call_under_the_precisions_settings(monkeypatch, precision, tf32):
+    """The torch backend's CUDA path (first call, peak memory, timed runs) with a CPU step and fake CUDA timer."""
+    monkeypatch.setattr(tb, "cuda_peak_memory", lambda fn, dev: (fn(), MemoryEstimate(0, 0, "fake"))[1])
+    monkeypatch.setattr(tb, "CudaEventTimer", lambda: wall_timer)
+    torch.backends.cudnn.benchmark = False
+    caller = flags()
+    seen = []
+    m = tb._measure_cuda(lambda: seen.append(flags()), torch.device("cpu"), precision, QUICK,
+                         {"cuda_graphs": False, "compile": False}, {})
+    assert len(seen) == 1 + 1 + QUICK.warmup_runs + QUICK.min_runs  # first call, memory, warm-up, timed
+    expect = {**caller, "cudnn_benchmark": True}
+    if tf32 is not None:
+        expect.update(tf32_conv=tf32, tf32_matmul=tf32)
+    assert all(s == expect for s in seen)
+    assert {k: m.details[k] for k in expect} == expect  # stated in the record
+    assert flags() == caller  # restored, cudnn.benchmark included
+
+
+def test_tf32_is_cuda_only_and_listed(tiny_spec, tmp_path, capsys):
+    with pytest.raises(BackendUnavailableError, match=r"^--precision: 'tf32' is not supported by backend 'torch' "
+                                                      r"on cpu \(supported: fp32, bf16\)$"):
+        get_backend("torch").check("cpu", "tf32")
+    rows = {(r["backend"], r["device"]): r["precisions"] for r in backend_table()}
+    assert rows[("torch", "cuda")] == ["fp32", "tf32", "fp16", "bf16"] and "tf32" not in rows[("torch", "cpu")]
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec.to_yaml())
+    assert main(["profile", str(spec), "--latency", "torch", "--precision", "tf32", "--input-size", "64x64",
+                 "--no-isolate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'tf32' is not supported by backend 'torch' on cpu" in err
+
+
+# --- on a GPU (excluded by default: pytest -m gpu) -----------------------------------------------------------
+
+@pytest.mark.gpu
+def test_gpu_fp32_conv_is_ieee_and_tf32_is_not():
+    """A 4096-deep conv (as a 1x1 over 4096 channels): fp32 with TF32 off is within fp32 rounding of a float64
+    reference; with TF32 on (Ampere or newer) it is ~100x further off, so the flags reach cuDNN."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 4096, 32, 32, device="cuda")
+    w = torch.randn(64, 4096, 1, 1, device="cuda")
+    exact = torch.nn.functional.conv2d(x.double(), w.double())
+    err = {}
+    for precision in ("fp32", "tf32"):
+        with tb.tf32_mode(tb.TF32[precision]), tb.cudnn_benchmark(True):
+            err[precision] = float((torch.nn.functional.conv2d(x, w) - exact).abs().max() / exact.abs().max())
+    assert err["fp32"] < 1e-5, err
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert err["tf32"] > 10 * err["fp32"], err
+
+
+@pytest.mark.gpu
+def test_gpu_torch_cuda_fp32_record_states_tf32_off(tiny_spec):
+    from escale.profiler.latency import measure_latency
+
+    res = measure_latency(tiny_spec, backend="torch", device="cuda", precision="fp32", input_size=(64, 64),
+                          isolate=False, config=QUICK)
+    assert res.details["tf32_conv"] is False and res.details["tf32_matmul"] is False
+    assert res.details["cudnn_benchmark"] is True and res.latency_ms > 0
