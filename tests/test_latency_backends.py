@@ -170,12 +170,12 @@ def test_tensorrt_availability_reasons(monkeypatch):
 
 def test_engine_cache_key():
     base = dict(spec_id="abc123", input_size=(1024, 2048), batch=1, precision="fp16", trt_version="10.3.0",
-                gpu_name="NVIDIA H100 80GB HBM3")
+                gpu_name="NVIDIA H100 80GB HBM3", onnx_sha256="0" * 64)
     key = trtb.engine_cache_key(**base)
     assert key.startswith("abc123-1024x2048-b1-fp16-trt10.3.0-nvidia-h100-80gb-hbm3-")
     assert key == trtb.engine_cache_key(**base) and "/" not in key and " " not in key
     changed = [{"spec_id": "abc124"}, {"input_size": (512, 1024)}, {"batch": 2}, {"precision": "fp32"},
-               {"trt_version": "10.4.0"}, {"gpu_name": "Tesla V100"}]
+               {"trt_version": "10.4.0"}, {"gpu_name": "Tesla V100"}, {"onnx_sha256": "1" * 64}]
     keys = {trtb.engine_cache_key(**{**base, **c}) for c in changed}
     assert len(keys) == len(changed) and key not in keys
     assert trtb.engine_cache_key(**base, workspace_mb=1024) != key

@@ -1,7 +1,7 @@
-"""fp32 means fp32: TF32 and cudnn.benchmark around CUDA timing.
+"""fp32 means fp32: TF32 and cudnn.benchmark around CUDA timing, the TensorRT cache key.
 
-No GPU here: torch's TF32 and cuDNN flags can be read and set without one (torch 2.14), and the CUDA timing
-path is driven with a CPU step. The ``gpu`` tests at the end run the real thing.
+No GPU here: torch's TF32 and cuDNN flags can be read and set without one (torch 2.14), the CUDA timing path is
+driven with a CPU step, and TensorRT is a fake module. The ``gpu`` tests at the end run the real thing.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import types
 
 import pytest
 import torch
+from test_latency_backends import fake_trt
 
 from escale.cli.main import main
 from escale.errors import BackendUnavailableError
 from escale.profiler.latency import QUICK, backend_table, get_backend
+from escale.profiler.latency import tensorrt_backend as trtb
 from escale.profiler.latency import torch_backend as tb
 from escale.profiler.latency.memory import MemoryEstimate
 from escale.profiler.latency.timing import wall_timer
@@ -143,6 +145,45 @@ def test_tf32_is_cuda_only_and_listed(tiny_spec, tmp_path, capsys):
                  "--no-isolate"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'tf32' is not supported by backend 'torch' on cpu" in err
+
+
+# --- TensorRT: cache key from the ONNX bytes -----------------------------------------------------------------
+
+KEY = dict(spec_id="abc", input_size=(64, 64), batch=1, precision="fp32", trt_version="10.3.0", gpu_name="GPU")
+
+
+def test_cache_key_follows_the_onnx_bytes(tmp_path):
+    a, b, c = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "c.onnx"
+    a.write_bytes(b"onnx opset 17")
+    b.write_bytes(b"onnx opset 18")
+    c.write_bytes(b"onnx opset 17")  # another file, same bytes
+    keys = {p.name: trtb.engine_cache_key(**KEY, onnx_sha256=trtb.onnx_digest(p)) for p in (a, b, c)}
+    assert keys["a.onnx"] != keys["b.onnx"] and keys["a.onnx"] == keys["c.onnx"]
+
+
+def conv_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1)).eval()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch, tmp_path):
+    monkeypatch.setenv("ESCALE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+
+
+OPTIONS = {"opset": 17, "workspace_mb": 64, "check_numerics": True}
+
+
+def test_engine_plan_rebuilds_when_the_export_changes(fake_gpu):
+    """Real ONNX export of a small model, fake builder: same model -> cache hit; new weights -> new engine."""
+    spec, x = types.SimpleNamespace(spec_id="abc"), torch.randn(1, 3, 16, 16)
+    first = trtb.engine_plan(conv_model(0), x, spec, "fp32", OPTIONS, fake_trt())[1]
+    again = trtb.engine_plan(conv_model(0), x, spec, "fp32", OPTIONS, fake_trt())[1]
+    other = trtb.engine_plan(conv_model(1), x, spec, "fp32", OPTIONS, fake_trt())[1]
+    assert not first["engine_cache_hit"] and again["engine_cache_hit"] and not other["engine_cache_hit"]
+    assert first["onnx_sha256"] == again["onnx_sha256"] != other["onnx_sha256"]
+    assert first["engine_path"] == again["engine_path"] != other["engine_path"]
 
 
 # --- on a GPU (excluded by default: pytest -m gpu) -----------------------------------------------------------

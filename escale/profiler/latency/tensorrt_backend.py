@@ -10,7 +10,9 @@ follows NVIDIA's documented Python API (TensorRT 8.6-10.x, with the 11.x changes
   11 removed the precision flags (networks are strongly typed): there fp16 builds from an ONNX file
   exported from the fp16 model instead. ``build_serialized_network`` gives the plan.
 - cache: plans live in ``$ESCALE_CACHE_DIR/tensorrt`` keyed by spec id + input size + batch +
-  precision + TensorRT version + GPU name (+ opset and workspace), see :func:`engine_cache_key`.
+  precision + TensorRT version + GPU name + SHA-256 of the ONNX file (+ opset and workspace), see
+  :func:`engine_cache_key`: the ONNX file is exported every time, so a changed exporter, opset or
+  folding builds a new engine.
 - run: ``trt.Runtime(logger).deserialize_cuda_engine(plan)`` -> ``create_execution_context()``; every
   I/O tensor (``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``) gets a torch CUDA buffer via
   ``set_tensor_address``; one inference is ``execute_async_v3(stream)``.
@@ -58,11 +60,21 @@ def import_tensorrt() -> tuple[ModuleType | None, str]:
     return trt, "ok"
 
 
+def onnx_digest(path: str | Path) -> str:
+    """SHA-256 (hex) of an ONNX file's bytes, for the engine cache key."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def engine_cache_key(spec_id: str, input_size: tuple[int, int], batch: int, precision: str, trt_version: str,
-                     gpu_name: str, opset: int = OPSET, workspace_mb: int = DEFAULT_WORKSPACE_MB) -> str:
-    """A file-name-safe key naming everything an engine depends on, plus a hash of all of it."""
+                     gpu_name: str, onnx_sha256: str, opset: int = OPSET,
+                     workspace_mb: int = DEFAULT_WORKSPACE_MB) -> str:
+    """A file-name-safe key naming everything an engine depends on, plus a hash of all of it.
+
+    ``onnx_sha256`` (:func:`onnx_digest`) covers what the names do not: exporter, opset and folding.
+    """
     parts = {"spec_id": spec_id, "input_size": list(input_size), "batch": batch, "precision": precision,
-             "tensorrt": trt_version, "gpu": gpu_name, "opset": opset, "workspace_mb": workspace_mb}
+             "tensorrt": trt_version, "gpu": gpu_name, "onnx_sha256": onnx_sha256, "opset": opset,
+             "workspace_mb": workspace_mb}
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower()
     h, w = input_size
@@ -121,19 +133,23 @@ def _torch_dtype(trt: ModuleType, dt: Any) -> torch.dtype:
 
 def engine_plan(model: torch.nn.Module, example: torch.Tensor, spec: Any, precision: str, options: dict[str, Any],
                 trt: ModuleType) -> tuple[bytes, dict[str, Any]]:
-    """The cached plan for this model/input/precision/TensorRT/GPU, built (and cached) if missing."""
+    """The cached plan for this ONNX export/input/precision/TensorRT/GPU, built (and cached) if missing.
+
+    The ONNX file is exported every time (seconds) and its SHA-256 is part of the cache key.
+    """
     gpu = torch.cuda.get_device_name()
-    key = engine_cache_key(spec.spec_id, tuple(example.shape[-2:]), example.shape[0], precision, trt.__version__,
-                           gpu, options["opset"], options["workspace_mb"])
-    path = cache_dir("tensorrt") / f"{key}.engine"
-    info: dict[str, Any] = {"engine_path": str(path), "engine_cache_hit": path.exists()}
-    if path.exists():
-        return path.read_bytes(), info
     with tempfile.TemporaryDirectory(prefix="escale-trt-") as tmp:
         m, x = model, example
         if precision == "fp16" and strongly_typed_only(trt):  # 11.x: precision comes from the ONNX types
             m, x = copy.deepcopy(model).to("cuda").half(), example.to("cuda").half()
         onnx_path = export_onnx(m, x, Path(tmp) / "model.onnx", opset=options["opset"], output_names=["logits"])
+        digest = onnx_digest(onnx_path)
+        key = engine_cache_key(spec.spec_id, tuple(example.shape[-2:]), example.shape[0], precision,
+                               trt.__version__, gpu, digest, options["opset"], options["workspace_mb"])
+        path = cache_dir("tensorrt") / f"{key}.engine"
+        info: dict[str, Any] = {"engine_path": str(path), "engine_cache_hit": path.exists(), "onnx_sha256": digest}
+        if path.exists():
+            return path.read_bytes(), info
         plan = build_engine(onnx_path, precision, options["workspace_mb"], trt)
     tmp_path = path.with_suffix(f".tmp{os.getpid()}")
     tmp_path.write_bytes(plan)
