@@ -139,6 +139,7 @@ def test_tf32_is_cuda_only_and_listed(tiny_spec, tmp_path, capsys):
         get_backend("torch").check("cpu", "tf32")
     rows = {(r["backend"], r["device"]): r["precisions"] for r in backend_table()}
     assert rows[("torch", "cuda")] == ["fp32", "tf32", "fp16", "bf16"] and "tf32" not in rows[("torch", "cpu")]
+    assert rows[("tensorrt", "cuda")] == ["fp32", "tf32", "fp16"]
     spec = tmp_path / "tiny.yaml"
     spec.write_text(tiny_spec.to_yaml())
     assert main(["profile", str(spec), "--latency", "torch", "--precision", "tf32", "--input-size", "64x64",
@@ -172,7 +173,7 @@ def fake_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
 
 
-OPTIONS = {"opset": 17, "workspace_mb": 64, "check_numerics": True}
+OPTIONS = {"opset": 17, "workspace_mb": 64}
 
 
 def test_engine_plan_rebuilds_when_the_export_changes(fake_gpu):
@@ -184,6 +185,7 @@ def test_engine_plan_rebuilds_when_the_export_changes(fake_gpu):
     assert not first["engine_cache_hit"] and again["engine_cache_hit"] and not other["engine_cache_hit"]
     assert first["onnx_sha256"] == again["onnx_sha256"] != other["onnx_sha256"]
     assert first["engine_path"] == again["engine_path"] != other["engine_path"]
+    assert first["builder_flags"] == {"set": [], "cleared": ["TF32"]}
 
 
 # --- on a GPU (excluded by default: pytest -m gpu) -----------------------------------------------------------
@@ -213,3 +215,4 @@ def test_gpu_torch_cuda_fp32_record_states_tf32_off(tiny_spec):
                           isolate=False, config=QUICK)
     assert res.details["tf32_conv"] is False and res.details["tf32_matmul"] is False
     assert res.details["cudnn_benchmark"] is True and res.latency_ms > 0
+

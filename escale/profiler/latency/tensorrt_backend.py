@@ -6,9 +6,10 @@ follows NVIDIA's documented Python API (TensorRT 8.6-10.x, with the 11.x changes
 - build: ``trt.Builder(logger)`` -> ``create_network(flags)`` (``EXPLICIT_BATCH`` before 10.0, where it is
   the default) -> ``trt.OnnxParser(network, logger).parse(bytes)`` -> ``create_builder_config()`` with
   ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)``; fp16 sets ``BuilderFlag.FP16`` (as
-  ``trtexec --fp16``); fp32 clears ``BuilderFlag.TF32`` (as ``--noTF32``) so fp32 means fp32. TensorRT
-  11 removed the precision flags (networks are strongly typed): there fp16 builds from an ONNX file
-  exported from the fp16 model instead. ``build_serialized_network`` gives the plan.
+  ``trtexec --fp16``); fp32 clears ``BuilderFlag.TF32`` (on by default; as ``--noTF32``) so fp32 means
+  fp32, and tf32 sets it. TensorRT 11 removed the precision flags but keeps TF32 (networks are strongly
+  typed): there fp16 builds from an ONNX file exported from the fp16 model instead.
+  ``build_serialized_network`` gives the plan.
 - cache: plans live in ``$ESCALE_CACHE_DIR/tensorrt`` keyed by spec id + input size + batch +
   precision + TensorRT version + GPU name + SHA-256 of the ONNX file (+ opset and workspace), see
   :func:`engine_cache_key`: the ONNX file is exported every time, so a changed exporter, opset or
@@ -90,6 +91,19 @@ def strongly_typed_only(trt: ModuleType) -> bool:
     return not hasattr(trt.BuilderFlag, "FP16")
 
 
+def builder_flags(trt: ModuleType, precision: str) -> dict[str, list[str]]:
+    """The builder flags set and cleared for ``precision`` (recorded with every engine)."""
+    has_tf32 = hasattr(trt.BuilderFlag, "TF32")
+    if precision in ("fp32", "tf32") and not has_tf32:
+        raise ExportError(f"tensorrt {trt.__version__}: no BuilderFlag.TF32, so a {precision} engine's use of "
+                          "TF32 cannot be set")
+    if precision == "fp32":
+        return {"set": [], "cleared": ["TF32"]}
+    if precision == "tf32":
+        return {"set": ["TF32"], "cleared": []}
+    return {"set": [] if strongly_typed_only(trt) else ["FP16"], "cleared": []}  # fp16: TF32 as TensorRT's default
+
+
 def build_engine(onnx_path: str | Path, precision: str, workspace_mb: int = DEFAULT_WORKSPACE_MB,
                  trt: ModuleType | None = None) -> bytes:
     """A serialized engine (plan) for the ONNX file; parser and builder failures raise ExportError."""
@@ -111,10 +125,11 @@ def build_engine(onnx_path: str | Path, precision: str, workspace_mb: int = DEFA
         raise ExportError(f"tensorrt: the ONNX parser rejected {Path(onnx_path).name} ({errors[:300]})")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) * MB)
-    if precision == "fp16" and not strongly_typed_only(trt):
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)
+    flags = builder_flags(trt, precision)
+    for name in flags["set"]:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    for name in flags["cleared"]:
+        config.clear_flag(getattr(trt.BuilderFlag, name))
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"tensorrt: build_serialized_network failed for {Path(onnx_path).name} "
@@ -147,7 +162,8 @@ def engine_plan(model: torch.nn.Module, example: torch.Tensor, spec: Any, precis
         key = engine_cache_key(spec.spec_id, tuple(example.shape[-2:]), example.shape[0], precision,
                                trt.__version__, gpu, digest, options["opset"], options["workspace_mb"])
         path = cache_dir("tensorrt") / f"{key}.engine"
-        info: dict[str, Any] = {"engine_path": str(path), "engine_cache_hit": path.exists(), "onnx_sha256": digest}
+        info: dict[str, Any] = {"engine_path": str(path), "engine_cache_hit": path.exists(), "onnx_sha256": digest,
+                                "builder_flags": builder_flags(trt, precision)}
         if path.exists():
             return path.read_bytes(), info
         plan = build_engine(onnx_path, precision, options["workspace_mb"], trt)
@@ -162,7 +178,7 @@ class TensorRTBackend(LatencyBackend):
     """TensorRT engine from the ONNX export; GPU compute time with CUDA events (UNVERIFIED here)."""
 
     name = "tensorrt"
-    precisions = {"cuda": ("fp32", "fp16")}
+    precisions = {"cuda": ("fp32", "tf32", "fp16")}
     options = {"opset": OPSET, "workspace_mb": DEFAULT_WORKSPACE_MB}
 
     def is_available(self, device: str | None = None) -> tuple[bool, str]:
