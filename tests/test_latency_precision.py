@@ -1,12 +1,15 @@
-"""fp32 means fp32: TF32 and cudnn.benchmark around CUDA timing, the TensorRT cache key.
+"""fp32 means fp32: TF32 and cudnn.benchmark around CUDA timing, the TensorRT cache key, TensorRT numerics.
 
 No GPU here: torch's TF32 and cuDNN flags can be read and set without one (torch 2.14), the CUDA timing path is
-driven with a CPU step, and TensorRT is a fake module. The ``gpu`` tests at the end run the real thing.
+driven with a CPU step, and TensorRT is a fake module whose engine writes its "output" to the address the
+backend binds, as a real engine does. The ``gpu`` tests at the end run the real thing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
+import sys
 import types
 
 import pytest
@@ -18,7 +21,9 @@ from escale.errors import BackendUnavailableError
 from escale.profiler.latency import QUICK, backend_table, get_backend
 from escale.profiler.latency import tensorrt_backend as trtb
 from escale.profiler.latency import torch_backend as tb
+from escale.profiler.latency.isolate import MeasurementError
 from escale.profiler.latency.memory import MemoryEstimate
+from escale.profiler.latency.onnxrt import NUMERICS_TOLERANCE, NumericsError, check_against_eager
 from escale.profiler.latency.timing import wall_timer
 
 NEW_API = tuple(int(p) for p in re.findall(r"\d+", torch.__version__)[:2]) >= (2, 9)
@@ -173,7 +178,7 @@ def fake_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
 
 
-OPTIONS = {"opset": 17, "workspace_mb": 64}
+OPTIONS = {"opset": 17, "workspace_mb": 64, "check_numerics": True}
 
 
 def test_engine_plan_rebuilds_when_the_export_changes(fake_gpu):
@@ -186,6 +191,137 @@ def test_engine_plan_rebuilds_when_the_export_changes(fake_gpu):
     assert first["onnx_sha256"] == again["onnx_sha256"] != other["onnx_sha256"]
     assert first["engine_path"] == again["engine_path"] != other["engine_path"]
     assert first["builder_flags"] == {"set": [], "cleared": ["TF32"]}
+
+
+# --- TensorRT: numerics against eager, execute_async_v3's result ---------------------------------------------
+
+@pytest.mark.parametrize("precision", sorted(NUMERICS_TOLERANCE))
+def test_tolerance_table(precision):
+    ref = torch.randn(1, 19, 8, 8) * 7
+    scale, tol = float(ref.abs().max()), NUMERICS_TOLERANCE[precision]
+    ok = check_against_eager(ref + 0.5 * tol * scale, ref, precision, "tensorrt")
+    assert ok["rel_diff"] == pytest.approx(0.5 * tol, rel=1e-3) and ok["tolerance"] == tol and "max |ref|" in ok["metric"]
+    with pytest.raises(NumericsError, match=rf"^tensorrt: {precision} output differs from eager PyTorch \(fp32, TF32 "
+                                            rf"off\) by {2 * tol:.3g} of the output scale .* allowed <= {tol:g} "
+                                            rf"for {precision}\)$"):
+        check_against_eager(ref + 2 * tol * scale, ref, precision, "tensorrt")
+    with pytest.raises(NumericsError):
+        check_against_eager(torch.full_like(ref, float("nan")), ref, precision, "tensorrt")
+    assert NUMERICS_TOLERANCE["fp32"] < NUMERICS_TOLERANCE["tf32"] < NUMERICS_TOLERANCE["fp16"]
+
+
+def test_numerics_shape_and_unknown_precision():
+    with pytest.raises(NumericsError, match=r"output shape \(1, 2\) differs from eager PyTorch's \(1, 3\)"):
+        check_against_eager(torch.zeros(1, 2), torch.zeros(1, 3), "fp32", "tensorrt")
+    with pytest.raises(NumericsError, match=r"no numerics tolerance for 'bf16' \(known: fp32, tf32, fp16\)"):
+        check_against_eager(torch.zeros(1), torch.zeros(1), "bf16", "tensorrt")
+
+
+def engine_trt(result: torch.Tensor, ok: bool = True) -> types.ModuleType:
+    """fake_trt plus a runtime whose engine copies ``result`` to the bound output address on execute."""
+    trt = fake_trt()
+    trt.DataType = types.SimpleNamespace(FLOAT="float", HALF="half")
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    shapes = {"input": None, "logits": tuple(result.shape)}
+
+    class Context:
+        def __init__(self):
+            self.addresses, self.calls = {}, 0
+
+        def set_tensor_address(self, name, ptr):  # noqa: ANN001
+            self.addresses[name] = ptr
+
+        def execute_async_v3(self, stream):  # noqa: ANN001
+            self.calls += 1
+            if ok:
+                ctypes.memmove(self.addresses["logits"], result.data_ptr(), result.numel() * result.element_size())
+            return ok
+
+    class Engine:
+        num_io_tensors = 2
+        device_memory_size_v2 = 3 * 2**20
+
+        def get_tensor_name(self, i):  # noqa: ANN001
+            return ["input", "logits"][i]
+
+        def get_tensor_shape(self, name):  # noqa: ANN001
+            return shapes[name]
+
+        def get_tensor_dtype(self, name):  # noqa: ANN001
+            return trt.DataType.FLOAT
+
+        def get_tensor_mode(self, name):  # noqa: ANN001
+            return trt.TensorIOMode.INPUT if name == "input" else trt.TensorIOMode.OUTPUT
+
+        def create_execution_context(self):
+            trt.context = Context()
+            return trt.context
+
+    class Runtime:
+        def __init__(self, logger):  # noqa: ANN001
+            pass
+
+        def deserialize_cuda_engine(self, plan):  # noqa: ANN001
+            return Engine()
+
+    trt.Runtime, trt.shapes = Runtime, shapes
+    return trt
+
+
+@pytest.fixture
+def run_engine(fake_gpu, monkeypatch):
+    """``run_engine(result, ...)``: TensorRTBackend.measure on CPU buffers with the fake engine."""
+    class Stream:
+        cuda_stream = 0
+
+        def synchronize(self):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(trtb, "CudaEventTimer", lambda stream: wall_timer)
+    model, x = conv_model(), torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        ref = model(x)
+
+    def run(result, ok=True, precision="fp32", **options):  # noqa: ANN001
+        trt = engine_trt(result, ok)
+        trt.shapes["input"] = tuple(x.shape)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        m = trtb.TensorRTBackend().measure(model, x, spec=types.SimpleNamespace(spec_id="abc"), device="cpu",
+                                           precision=precision, threads=1, config=QUICK,
+                                           options={**OPTIONS, **options})
+        return m, trt
+
+    return run, ref
+
+
+def test_tensorrt_output_within_tolerance_passes_and_is_recorded(run_engine):
+    run, ref = run_engine
+    scale = float(ref.abs().max())
+    m, trt = run(ref + 0.5e-3 * scale)
+    n = m.details["numerics"]
+    assert n["rel_diff"] == pytest.approx(0.5e-3, rel=1e-2) and n["tolerance"] == NUMERICS_TOLERANCE["fp32"]
+    assert m.details["max_abs_diff"] == n["max_abs_diff"] and m.stats.runs == QUICK.min_runs
+    assert trt.context.calls == 1 + QUICK.warmup_runs + QUICK.min_runs and m.peak_mem_mb == 3
+    m, _ = run(ref + 5e-3 * scale, precision="tf32")  # 10x fp32's tolerance, half tf32's
+    assert m.details["numerics"]["tolerance"] == NUMERICS_TOLERANCE["tf32"]
+
+
+def test_tensorrt_output_past_tolerance_raises_before_timing(run_engine):
+    run, ref = run_engine
+    scale = float(ref.abs().max())
+    with pytest.raises(NumericsError, match=r"^tensorrt: fp32 output differs from eager PyTorch \(fp32, TF32 off\) "
+                                            r"by 0\.002 of the output scale"):
+        run(ref + 2e-3 * scale)
+    m, _ = run(ref + 2e-3 * scale, check_numerics=False)  # asked not to check: timed, nothing recorded
+    assert "numerics" not in m.details
+
+
+def test_execute_async_v3_false_raises(run_engine):
+    run, ref = run_engine
+    with pytest.raises(MeasurementError, match=r"^tensorrt: execute_async_v3 returned False"):
+        run(ref, ok=False)
 
 
 # --- on a GPU (excluded by default: pytest -m gpu) -----------------------------------------------------------
@@ -216,3 +352,13 @@ def test_gpu_torch_cuda_fp32_record_states_tf32_off(tiny_spec):
     assert res.details["tf32_conv"] is False and res.details["tf32_matmul"] is False
     assert res.details["cudnn_benchmark"] is True and res.latency_ms > 0
 
+
+@pytest.mark.gpu
+def test_gpu_tensorrt_fp32_matches_eager(tiny_spec):
+    pytest.importorskip("tensorrt")
+    from escale.profiler.latency import measure_latency
+
+    res = measure_latency(tiny_spec, backend="tensorrt", device="cuda", precision="fp32", input_size=(64, 64),
+                          isolate=False, config=QUICK)
+    assert res.details["numerics"]["rel_diff"] <= NUMERICS_TOLERANCE["fp32"]
+    assert res.details["builder_flags"]["cleared"] == ["TF32"] and len(res.details["onnx_sha256"]) == 64

@@ -16,7 +16,11 @@ follows NVIDIA's documented Python API (TensorRT 8.6-10.x, with the 11.x changes
   folding builds a new engine.
 - run: ``trt.Runtime(logger).deserialize_cuda_engine(plan)`` -> ``create_execution_context()``; every
   I/O tensor (``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``) gets a torch CUDA buffer via
-  ``set_tensor_address``; one inference is ``execute_async_v3(stream)``.
+  ``set_tensor_address``; one inference is ``execute_async_v3(stream)``, whose False (not enqueued) is an
+  error.
+- numerics: before timing, the engine's output is compared with eager PyTorch in fp32 with TF32 off on
+  the GPU, within the tolerance for the precision (``onnxrt.NUMERICS_TOLERANCE``; ``NumericsError`` past
+  it, ``--latency-opt check_numerics=0`` skips it); the differences and the tolerance are recorded.
 - timing: CUDA events around ``execute_async_v3`` on the stream, then a synchronisation: trtexec's "GPU
   compute time" (inputs are copied once before timing, as ``--noDataTransfers``).
 - memory: the engine's ``device_memory_size_v2`` (``device_memory_size`` before 10.1): the activation
@@ -39,10 +43,11 @@ import torch
 
 from escale.errors import BackendUnavailableError
 from escale.profiler.latency.base import LatencyBackend, Measurement, cache_dir, register_backend
+from escale.profiler.latency.isolate import MeasurementError
 from escale.profiler.latency.memory import MB
-from escale.profiler.latency.onnxrt import OPSET, ExportError, export_onnx
+from escale.profiler.latency.onnxrt import OPSET, ExportError, check_against_eager, export_onnx
 from escale.profiler.latency.timing import CudaEventTimer, TimingConfig, time_callable
-from escale.profiler.latency.torch_backend import cuda_reason
+from escale.profiler.latency.torch_backend import cuda_reason, tf32_mode
 
 MIN_VERSION = (8, 6)  # execute_async_v3 / set_tensor_address / set_memory_pool_limit
 DEFAULT_WORKSPACE_MB = 4096
@@ -173,13 +178,50 @@ def engine_plan(model: torch.nn.Module, example: torch.Tensor, spec: Any, precis
     return plan, info
 
 
+def bind_io(trt: ModuleType, engine: Any, context: Any, example: torch.Tensor,
+            device: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A torch buffer on ``device`` per I/O tensor, its address given to ``context``; inputs hold ``example``.
+
+    Returns all buffers by name and the output buffer.
+    """
+    buffers, output = {}, None
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        shape = tuple(engine.get_tensor_shape(name))
+        buf = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(name)), device=device)
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+            buf.copy_(example.to(buf.dtype))
+        else:
+            output = buf
+        buffers[name] = buf
+        context.set_tensor_address(name, buf.data_ptr())
+    if output is None:
+        raise ExportError("tensorrt: the engine has no output tensor")
+    return buffers, output
+
+
+def enqueue(context: Any, stream_handle: int) -> None:
+    """One inference: ``execute_async_v3``; its False (nothing enqueued) becomes one error line."""
+    if not context.execute_async_v3(stream_handle):
+        raise MeasurementError("tensorrt: execute_async_v3 returned False (the inference was not enqueued; "
+                               "see the TensorRT log above)")
+
+
+def check_engine_output(output: torch.Tensor, model: torch.nn.Module, example: torch.Tensor,
+                        precision: str) -> dict[str, Any]:
+    """The engine's ``output`` against eager ``model`` in fp32 with TF32 off, on the output's device."""
+    with torch.inference_mode(), tf32_mode(False):
+        ref = model.to(output.device)(example.to(output.device)).float()
+    return check_against_eager(output.float(), ref, precision, "tensorrt")
+
+
 @register_backend
 class TensorRTBackend(LatencyBackend):
     """TensorRT engine from the ONNX export; GPU compute time with CUDA events (UNVERIFIED here)."""
 
     name = "tensorrt"
     precisions = {"cuda": ("fp32", "tf32", "fp16")}
-    options = {"opset": OPSET, "workspace_mb": DEFAULT_WORKSPACE_MB}
+    options = {"opset": OPSET, "workspace_mb": DEFAULT_WORKSPACE_MB, "check_numerics": True}
 
     def is_available(self, device: str | None = None) -> tuple[bool, str]:
         trt, why = import_tensorrt()
@@ -208,27 +250,19 @@ class TensorRTBackend(LatencyBackend):
             Path(details["engine_path"]).unlink(missing_ok=True)  # stale or corrupt: rebuilt next time
             raise ExportError(f"tensorrt: cannot deserialize {details['engine_path']} (removed; run again)")
         context = engine.create_execution_context()
-        buffers, output = {}, None
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            shape = tuple(engine.get_tensor_shape(name))
-            buf = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(name)), device="cuda")
-            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                buf.copy_(example.to(buf.dtype))
-            else:
-                output = buf
-            buffers[name] = buf
-            context.set_tensor_address(name, buf.data_ptr())
+        buffers, output = bind_io(trt, engine, context, example, device)  # kept alive while timed
         stream = torch.cuda.Stream()
         torch.cuda.synchronize()
 
         def step() -> None:
-            context.execute_async_v3(stream.cuda_stream)
+            enqueue(context, stream.cuda_stream)
 
+        step()
+        stream.synchronize()
+        if options["check_numerics"]:  # before timing: a wrong engine fails fast
+            details["numerics"] = check_engine_output(output, model, example, precision)
+            details["max_abs_diff"] = details["numerics"]["max_abs_diff"]
         stats = time_callable(step, config, timer=CudaEventTimer(stream))
-        with torch.inference_mode():
-            ref = model.to("cuda")(example.to("cuda")).float()
-        details["max_abs_diff"] = float((output.float() - ref).abs().max())
         mem = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", 0)
         details.update(tensorrt=trt.__version__, gpu=torch.cuda.get_device_name())
         return Measurement(stats=stats, peak_mem_mb=mem / MB, peak_mem_method="tensorrt engine device memory",
