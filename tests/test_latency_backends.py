@@ -24,6 +24,7 @@ from escale.profiler.latency import (
 from escale.profiler.latency import tensorrt_backend as trtb
 from escale.profiler.latency.isolate import MeasurementError
 from escale.profiler.latency.memory import MB
+from escale.profiler.latency.onnxrt import ExportError
 
 
 def test_registry_lists_known_backends():
@@ -143,9 +144,16 @@ def test_build_engine_follows_the_documented_calls(onnx_file):
     trt = fake_trt(version="8.6.1")
     trtb.build_engine(onnx_file, "fp32", trt=trt)
     assert ("create_network", 1 << 0) in trt.calls and ("clear_flag", 1) in trt.calls  # EXPLICIT_BATCH, no TF32
+    assert not any(c[0] == "set_flag" for c in trt.calls)
+    trt = fake_trt()
+    trtb.build_engine(onnx_file, "tf32", trt=trt)  # TF32 is TensorRT's default; tf32 asks for it explicitly
+    assert ("set_flag", 1) in trt.calls and not any(c[0] == "clear_flag" for c in trt.calls)
     trt = fake_trt(version="11.0.0", weak_typing=False)
     trtb.build_engine(onnx_file, "fp16", trt=trt)
     assert ("create_network", 1 << 1) in trt.calls and not any(c[0] == "set_flag" for c in trt.calls)
+    trt = fake_trt(version="11.0.0", weak_typing=False)
+    trtb.build_engine(onnx_file, "fp32", trt=trt)  # strongly typed networks still have the TF32 flag
+    assert ("clear_flag", 1) in trt.calls
 
 
 def test_build_engine_errors(onnx_file):
@@ -153,6 +161,10 @@ def test_build_engine_errors(onnx_file):
         trtb.build_engine(onnx_file, "fp16", trt=fake_trt(parse_ok=False))
     with pytest.raises(Exception, match="build_serialized_network failed for m.onnx"):
         trtb.build_engine(onnx_file, "fp16", trt=fake_trt(plan=None))
+    no_tf32 = fake_trt()
+    no_tf32.BuilderFlag = types.SimpleNamespace(FP16=0)
+    with pytest.raises(ExportError, match=r"no BuilderFlag.TF32, so a fp32 engine's use of TF32 cannot be set"):
+        trtb.build_engine(onnx_file, "fp32", trt=no_tf32)
 
 
 def test_tensorrt_availability_reasons(monkeypatch):
@@ -170,12 +182,13 @@ def test_tensorrt_availability_reasons(monkeypatch):
 
 def test_engine_cache_key():
     base = dict(spec_id="abc123", input_size=(1024, 2048), batch=1, precision="fp16", trt_version="10.3.0",
-                gpu_name="NVIDIA H100 80GB HBM3")
+                gpu_name="NVIDIA H100 80GB HBM3", onnx_sha256="0" * 64)
     key = trtb.engine_cache_key(**base)
     assert key.startswith("abc123-1024x2048-b1-fp16-trt10.3.0-nvidia-h100-80gb-hbm3-")
     assert key == trtb.engine_cache_key(**base) and "/" not in key and " " not in key
     changed = [{"spec_id": "abc124"}, {"input_size": (512, 1024)}, {"batch": 2}, {"precision": "fp32"},
-               {"trt_version": "10.4.0"}, {"gpu_name": "Tesla V100"}]
+               {"trt_version": "10.4.0"}, {"gpu_name": "Tesla V100"}, {"precision": "tf32"},
+               {"onnx_sha256": "1" * 64}]
     keys = {trtb.engine_cache_key(**{**base, **c}) for c in changed}
     assert len(keys) == len(changed) and key not in keys
     assert trtb.engine_cache_key(**base, workspace_mb=1024) != key

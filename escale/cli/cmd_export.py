@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
     p.add_argument("--input-size", default="1024x2048", metavar="HxW", help="input size (default: 1024x2048)")
     p.add_argument("--batch", type=int, default=1, help="batch size baked into the file (default: 1)")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp16",
-                   help="TensorRT engine precision (default: fp16; ONNX files are always fp32)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "fp16"), default="fp16",
+                   help="TensorRT engine precision: fp32 (TF32 off), tf32 or fp16 (default: fp16; ONNX files "
+                        "are always fp32)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
                    help="torch ONNX exporter (default: torchscript)")

@@ -48,7 +48,8 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("latency", "measure latency and peak memory too (escale backends lists the backends)")
     g.add_argument("--latency", metavar="BACKEND", help="latency backend: torch, onnxruntime, tensorrt")
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device (default: cpu)")
-    g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="precision (default: fp32)")
+    g.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp32",
+                   help="precision (default: fp32; on CUDA fp32 turns TF32 off, tf32 turns it on)")
     g.add_argument("--batch", type=int, default=1, help="batch size for latency (default: 1)")
     g.add_argument("--threads", type=int, help="CPU threads (default: every CPU this process may use)")
     g.add_argument("--latency-opt", action="append", default=[], metavar="KEY=VALUE",

@@ -19,7 +19,7 @@ from escale.errors import BackendUnavailableError, SpecError
 from escale.profiler.latency.timing import TimingConfig, TimingStats
 from escale.registry import Registry
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")  # tf32: CUDA only, fp32 storage with TF32 convs/matmuls
 DEVICES = ("cpu", "cuda")
 
 

@@ -150,12 +150,53 @@ class OrtRunner:
                 "allow_spinning": self.allow_spinning}
 
 
+# Allowed error of a GPU backend's output against eager PyTorch in fp32 with TF32 off, per precision the
+# backend ran at, as max |out - ref| / max |ref| (the largest error over the output's scale; one number per
+# run, so a broken engine -- wrong layout, NaN, a mis-parsed op: errors of order 1 -- fails whatever the
+# logits' range). Unit roundoff u: fp32 2**-24 (6e-8), tf32 and fp16 2**-11 (4.9e-4).
+# - fp32 1e-3: IEEE fp32 in both, but different summation orders and conv algorithms (Winograd, FFT,
+#   fused kernels) over ~100 layers; such differences are 1e-6..1e-4 of the scale, so >= 10x headroom.
+# - tf32 1e-2 (~20 u): products of inputs rounded to 10 mantissa bits, fp32 accumulation; PyTorch's CUDA
+#   notes measure 2.2e-3 relative error for a single 10240-deep TF32 matmul; ~100 layers add up.
+# - fp16 3e-2 (~60 u): tf32's rounding of products, plus every activation stored in fp16 and fp16
+#   accumulation where TensorRT picks it.
+# bf16 (u = 2**-8) is not in the table: no backend compares bf16 outputs.
+NUMERICS_TOLERANCE = {"fp32": 1e-3, "tf32": 1e-2, "fp16": 3e-2}
+NUMERICS_METRIC = "max |out - ref| / max |ref|, ref = eager PyTorch fp32 with TF32 off"
+
+
+def compare_outputs(out: Any, ref: Any) -> dict[str, float]:
+    """``max_abs_diff``, ``output_scale`` (max |ref|) and ``rel_diff`` (their ratio) of two outputs."""
+    a, b = _numpy(out).astype(np.float32), _numpy(ref).astype(np.float32)
+    if a.shape != b.shape:
+        raise NumericsError(f"numerics: output shape {tuple(a.shape)} differs from eager PyTorch's {tuple(b.shape)}")
+    diff = float(np.abs(a - b).max()) if a.size else 0.0
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    return {"max_abs_diff": diff, "output_scale": scale, "rel_diff": diff / scale if scale > 0 else diff}
+
+
+def check_against_eager(out: Any, ref: Any, precision: str, what: str) -> dict[str, Any]:
+    """Compare ``out`` with the fp32 reference by :data:`NUMERICS_TOLERANCE`; :class:`NumericsError` past it.
+
+    Returns what is recorded: the differences, the tolerance and the metric.
+    """
+    if precision not in NUMERICS_TOLERANCE:
+        raise NumericsError(f"{what}: no numerics tolerance for {precision!r} "
+                            f"(known: {', '.join(NUMERICS_TOLERANCE)})")
+    tol = NUMERICS_TOLERANCE[precision]
+    d = compare_outputs(out, ref)
+    if not d["rel_diff"] <= tol:  # NaN fails too
+        raise NumericsError(f"{what}: {precision} output differs from eager PyTorch (fp32, TF32 off) by "
+                            f"{d['rel_diff']:.3g} of the output scale (max |diff| {d['max_abs_diff']:.3g}, "
+                            f"max |ref| {d['output_scale']:.3g}; allowed <= {tol:g} for {precision})")
+    return {**d, "tolerance": tol, "metric": NUMERICS_METRIC}
+
+
 def check_numerics(model: torch.nn.Module, runner: OrtRunner, example: torch.Tensor, atol: float) -> float:
     """Max abs difference between eager PyTorch (fp32, CPU) and ONNX Runtime on ``example``."""
     with torch.inference_mode():
-        ref = model(example).float().numpy()
-    out = runner.run(example)[0]
-    diff = float(np.abs(out.astype(np.float32) - ref).max())
+        ref = model(example).float()
+    diff = compare_outputs(runner.run(example)[0], ref)["max_abs_diff"]
     if not diff <= atol:
         raise NumericsError(f"onnx: exported model differs from eager PyTorch by {diff:.3g} (allowed <= {atol:g})")
     return diff
