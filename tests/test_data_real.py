@@ -117,3 +117,16 @@ def test_unknown_dataset_lists_the_registered_names():
         make_dataset("imagenet")
     with pytest.raises(DatasetError, match="size"):
         make_dataset("synthetic", size=(64, 0))
+
+
+def test_cityscapes_label_table_equals_cityscapesscripts():
+    """escale keeps its own 34-entry table (no runtime dependency); it must equal the official labels.py."""
+    from cityscapesscripts.helpers.labels import labels  # dev extra: the official Cityscapes scripts
+
+    from escale.data.cityscapes import CLASS_NAMES, LUT, NUM_IDS
+
+    official = {lb.id: (255 if lb.trainId in (255, -1) else lb.trainId) for lb in labels if lb.id >= 0}
+    assert {i: int(LUT[i]) for i in range(NUM_IDS)} == official and max(official) == NUM_IDS - 1
+    assert (LUT[NUM_IDS:] == -1).all()  # any other value is an error, not silently ignored
+    names = {lb.trainId: lb.name for lb in labels if lb.trainId not in (255, -1)}
+    assert tuple(names[i] for i in range(len(CLASS_NAMES))) == CLASS_NAMES and len(names) == 19

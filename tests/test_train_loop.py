@@ -14,8 +14,8 @@ from escale.errors import BackendUnavailableError, CheckpointError, EscaleError,
 from escale.train import (
     Trainer,
     TrainingDivergedError,
+    cosine_schedule,
     load_checkpoint,
-    lr_at,
     resolve_device,
     save_checkpoint,
 )
@@ -23,11 +23,25 @@ from escale.train import (
 FAST = {"input_size": (64, 128), "batch_size": 2, "eval_images": 2}
 
 
+def _lrs(steps: int, warmup: int, lr: float = 1.0, at: range | None = None) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    schedule = cosine_schedule(opt, lr, steps, warmup)
+    out = []
+    for step in at or range(steps):
+        schedule.step_update(step)
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
 def test_lr_schedule_warms_up_then_follows_a_cosine_to_zero():
-    assert [lr_at(s, 10, 1.0, warmup_steps=2) for s in (0, 1)] == [0.5, 1.0]
-    assert lr_at(2, 10, 1.0, warmup_steps=2) == pytest.approx(1.0)
-    assert lr_at(6, 10, 1.0, warmup_steps=2) == pytest.approx(0.5)  # halfway through the 8 cosine steps
-    assert lr_at(9, 10, 0.08) == pytest.approx(0.04 * (1 + math.cos(math.pi * 0.9)))
+    lrs = _lrs(10, 2)
+    assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])  # linear warm-up from lr / (warmup + 1), never 0
+    assert lrs[6] == pytest.approx(0.5)  # halfway through the 8 cosine steps
+    assert lrs[9] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] > 0
+    assert _lrs(10, 0, 0.08)[9] == pytest.approx(0.04 * (1 + math.cos(math.pi * 0.9)))
+    assert _lrs(10, 2, at=range(7, 10)) == lrs[7:]  # closed form in the step: nothing to restore on resume
+    assert _lrs(1, 0) == [1.0]
 
 
 def test_loss_decreases_on_a_fixed_batch(tiny_spec):
@@ -78,6 +92,9 @@ def test_checkpoint_files_are_checked(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint(bad)
+    torch.save({"format": "escale-train-1", "step": 1}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="older escale .escale-train-1"):
+        load_checkpoint(tmp_path / "old.pt")
     torch.save({"step": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not an escale training checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
@@ -113,6 +130,12 @@ def test_bad_arguments_and_devices(tiny_spec):
         escale.train.train(tiny_spec, steps=1, input_size=(0, 32))
     with pytest.raises(SpecError, match="batch_size: 1 cannot train BatchNorm at P6, which is 1x1 at 64x64"):
         escale.train.train(tiny_spec, steps=1, input_size=(64, 64), batch_size=1)
+    with pytest.raises(SpecError, match=r"warmup_steps: 3 is not allowed \(allowed: 0..2\)"):
+        escale.train.train(tiny_spec, steps=3, warmup_steps=3, **FAST)
+    with pytest.raises(SpecError, match="init: 'xavier' is unknown"):
+        escale.train.train(tiny_spec, steps=1, init="xavier", **FAST)
+    with pytest.raises(SpecError, match="ema_decay: 1.0"):
+        escale.train.train(tiny_spec, steps=1, ema=True, ema_decay=1.0, **FAST)
     assert resolve_device("cpu", None) == (torch.device("cpu"), False)
     with pytest.raises(SpecError, match="amp"):
         resolve_device("cpu", True)

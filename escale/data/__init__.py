@@ -14,10 +14,10 @@ from escale.data.base import (
     make_dataset,
     register_dataset,
 )
-from escale.data.loader import eval_batches, train_batch
+from escale.data.loader import eval_batches, eval_items, rank_slice, train_batch
 from escale.data.transforms import TrainTransform, normalize
 
 __all__ = [
-    "IGNORE_INDEX", "DatasetError", "SegDataset", "TrainTransform", "dataset_names", "eval_batches",
-    "make_dataset", "normalize", "register_dataset", "train_batch",
+    "IGNORE_INDEX", "DatasetError", "SegDataset", "TrainTransform", "dataset_names", "eval_batches", "eval_items",
+    "make_dataset", "normalize", "rank_slice", "register_dataset", "train_batch",
 ]

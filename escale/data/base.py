@@ -32,6 +32,9 @@ class SegDataset:
     ignore_index: int = IGNORE_INDEX
     # Scale jitter used for training when the caller does not choose one (paper section 4.1: 0.5-2.0).
     default_scale_range: tuple[float, float] = (0.5, 2.0)
+    # True when items come at the files' own resolution (training scales and crops them, evaluation
+    # scores at it); False when they are drawn or resized to a requested size (``synthetic``).
+    native_resolution: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -117,6 +120,7 @@ class FileSegDataset(SegDataset):
         self.pairs = pairs
         self.lut = lut
         self.size = size
+        self.native_resolution = size is None  # training and evaluation want the files' own pixels
 
     def __len__(self) -> int:
         return len(self.pairs)

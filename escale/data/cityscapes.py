@@ -3,7 +3,8 @@
     ROOT/leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png
     ROOT/gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png
 
-The id -> trainId table is cityscapesScripts' ``labels.py``; every other id in 0..33 is ignored and
+The id -> trainId table is cityscapesScripts' ``labels.py`` (a test compares it with the installed
+``cityscapesscripts``, which escale does not need at run time); every other id in 0..33 is ignored and
 a value above 33 is an error (e.g. a ``labelTrainIds`` or colour file put in the wrong place).
 """
 

@@ -1,5 +1,8 @@
 """Training augmentation (paper section 4.1): random horizontal flip, scale jitter, random crop.
 
+The scale is relative to the image as the dataset gives it: file datasets give the files' own
+resolution (the paper's "random scale 0.5-2.0 of the full image"), never an image resized first.
+
 All functions take ``image`` (3, H, W) float and ``label`` (H, W) int64 tensors and a
 ``torch.Generator`` so a run is reproducible from its seed. Crops pad with 0 (image) and the ignore
 index (label) when the scaled image is smaller than the crop.

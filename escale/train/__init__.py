@@ -1,4 +1,4 @@
-"""Short-schedule training and single-scale mIoU (paper section 4.1, scaled down to minutes on a CPU).
+"""Short-schedule training and single-scale mIoU (paper section 4.1; minutes on a CPU, or torchrun).
 
 >>> import escale, escale.train
 >>> spec = escale.preset("ESeg-Lite-S").with_overrides({"encoder.width": 0.25, "decoder.max_level": 6})
@@ -14,15 +14,20 @@ import sys
 import types
 
 from escale.train.checkpoint import load_checkpoint, save_checkpoint
-from escale.train.loop import Trainer, TrainingDivergedError, evaluate, lr_at, resolve_device, train
+from escale.train.distributed import DistributedError
+from escale.train.evaluate import evaluate
+from escale.train.loop import TrainingDivergedError, resolve_device, train
 from escale.train.loss import ohem_cross_entropy
 from escale.train.metrics import ConfusionMatrix, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from escale.train.protocol import PROTOCOLS, Protocol, protocol_for
 from escale.train.record import TrainProgress, TrainRecord
+from escale.train.trainer import Trainer, cosine_schedule
 
 __all__ = [
-    "ConfusionMatrix", "TrainProgress", "TrainRecord", "Trainer", "TrainingDivergedError", "confusion_matrix",
-    "evaluate", "iou_per_class", "load_checkpoint", "lr_at", "mean_iou", "ohem_cross_entropy",
-    "pixel_accuracy", "resolve_device", "save_checkpoint", "train",
+    "PROTOCOLS", "ConfusionMatrix", "DistributedError", "Protocol", "TrainProgress", "TrainRecord", "Trainer",
+    "TrainingDivergedError", "confusion_matrix", "cosine_schedule", "evaluate", "iou_per_class",
+    "load_checkpoint", "mean_iou", "ohem_cross_entropy", "pixel_accuracy", "protocol_for", "resolve_device",
+    "save_checkpoint", "train",
 ]
 
 

@@ -21,10 +21,12 @@ class TrainProgress:
 
 @dataclass
 class TrainRecord:
-    """Accuracy and cost of a run. ``miou``/``pixel_acc`` are fractions in [0, 1] on ``eval_images``
-    validation images at ``input_size`` (single scale). ``train_seconds`` is wall time over all
+    """Accuracy and cost of a run. ``miou``/``pixel_acc`` are fractions in [0, 1] over ``eval_images``
+    validation images, each resized as a whole to ``eval_size`` (single scale) and scored at its
+    label's own resolution: ``eval_pixels`` labelled pixels (ignored ones excluded) were counted.
+    ``crop_size`` (= ``input_size``) is the training crop. ``train_seconds`` is wall time over all
     sessions of the run (resumes add up); ``images_per_second`` is this session's end-to-end training
-    throughput (data drawing and augmentation included, evaluation excluded).
+    throughput over all processes (data drawing and augmentation included, evaluation excluded).
     """
 
     name: str
@@ -55,6 +57,15 @@ class TrainRecord:
     checkpoint: str | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "P8-P9 are 1x1 at 128x256 (...)"
+    crop_size: list[int] = field(default_factory=list)  # (H, W) training crop
+    eval_size: list[int] | None = None  # (H, W) whole images were resized to; None: their own size
+    eval_pixels: int = 0  # labelled pixels scored, at the labels' own resolution
+    scale_range: list[float] = field(default_factory=list)  # training scale jitter (of the image's resolution)
+    warmup_steps: int = 0  # linear warm-up before the cosine decay
+    world_size: int = 1  # training processes (torchrun); batch_size is the global batch
+    sync_bn: bool = False  # BatchNorm statistics over the global batch
+    init: str = "default"  # decoder/head initialisation (see escale.train.init)
+    skipped_steps: int = 0  # updates the AMP GradScaler skipped (inf/NaN gradients); EMA did not advance
 
     def to_dict(self) -> dict[str, Any]:
         """Every field plus the derived ``context_miou`` / ``context_accuracy`` (None outside synthetic)."""
