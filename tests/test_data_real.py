@@ -121,7 +121,7 @@ def test_unknown_dataset_lists_the_registered_names():
 
 def test_cityscapes_label_table_equals_cityscapesscripts():
     """escale keeps its own 34-entry table (no runtime dependency); it must equal the official labels.py."""
-    from cityscapesscripts.helpers.labels import labels  # dev extra: the official Cityscapes scripts
+    from cityscapesscripts.helpers.labels import labels  # installed by `make test` (--no-deps)
 
     from escale.data.cityscapes import CLASS_NAMES, LUT, NUM_IDS
 
