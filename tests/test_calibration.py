@@ -138,9 +138,11 @@ def test_status_uses_a_calibration_only_for_the_same_table_and_machine(tmp_path:
     status = machine_status(table)
     assert status.foreign and status.unused.startswith("table.identity is ")
     table.kernels[key]["latency_ms"] = old
-    # ... or this machine does (same name and flags, reference kernels 40% slower: another host)
+    # ... or this machine does (same name and flags, reference kernels 40% slower: booted on another host)
     monkeypatch.setattr(fpm, "measure_perf", lambda: {k: 1.4 * v for k, v in PERF.items()})
-    slower = fpm.current_fingerprint(input_size=SIZE, refresh=True)
+    monkeypatch.setattr(fpm, "_boot_id", lambda: "another-boot")
+    assert machine_status(table).unused.startswith("fingerprint: reference kernels take 1.40x")
+    slower = fpm.current_fingerprint(input_size=SIZE)
     status = machine_status(table, fingerprint=slower)
     assert status.foreign and status.unused.startswith("fingerprint: reference kernels take 1.40x")
     with pytest.raises(CalibrationError, match="it was made on another machine; calibrate with"):

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measure K further random models of each --space in full and fit the calibration "
                    "(per-class slopes, chosen by leave-one-out; default: 0)")
     b.add_argument("--passes", type=int, default=1,
-                   help="measure every kernel this many times, interleaved, keeping the lowest median (default: 1)")
+                   help="measure every kernel and calibration model this many times, interleaved, keeping the lowest "
+                   "median (default: 1)")
     b.add_argument("--quick", action="store_true", help="few timed runs per kernel (smoke runs, not for use)")
     b.add_argument("--out", default=None, help="table path (default: <home>/lut-local/<backend>-<device>-"
                    "<precision>-<HxW>-t<threads>.json); an existing table is extended (new kernels drop its "
@@ -162,19 +163,21 @@ def _measure_kernels(rep: progress.Reporter, args: argparse.Namespace, specs: li
 
 def _calibrate(rep: progress.Reporter, args: argparse.Namespace, calib: list, size: tuple[int, int], table,
                clock: str) -> None:  # noqa: ANN001 - a LatencyTable
-    """Whole models timed like the kernels (same clock), by the onnxruntime backend's path; a line per model."""
+    """Whole models timed like the kernels (same clock), by the onnxruntime backend's path, ``--passes`` interleaved
+    passes keeping each model's lowest median (other jobs only ever slow a run down); a line per model and pass."""
     from escale.profiler.latency import QUICK
     from escale.search.lut import measure_model_ms
     from escale.search.predictor import LatencyPredictor
 
-    task = rep.task("lut calibration", total=len(calib), unit="models")
-    measured = []
-    for s in calib:
-        task.status(f"measuring {s.name}")
-        measured.append(measure_model_ms(s, size, args.threads, clock=clock,
-                                         config=QUICK if args.quick else None)["latency_ms"])
-        task.advance(f"{s.name} {measured[-1]:.2f} ms")
-    LatencyPredictor(table).fit_calibration(calib, measured)
+    task = rep.task("lut calibration", total=len(calib) * args.passes, unit="models")
+    measured: dict[str, float] = {}
+    for _ in range(args.passes):
+        for s in calib:
+            task.status(f"measuring {s.name}")
+            ms = measure_model_ms(s, size, args.threads, clock=clock, config=QUICK if args.quick else None)["latency_ms"]
+            measured[s.spec_id] = min(ms, measured.get(s.spec_id, ms))
+            task.advance(f"{s.name} {ms:.2f} ms")
+    LatencyPredictor(table).fit_calibration(calib, [measured[s.spec_id] for s in calib])
 
 
 def _show(table, args: argparse.Namespace, size: tuple[int, int], out) -> None:  # noqa: ANN001

@@ -32,6 +32,7 @@ from escale.profiler.latency.fingerprint import (  # noqa: F401 - thread_cpu_tim
     bound_call,
     current_fingerprint,
     mismatch,
+    mismatch_here,
     thread_cpu_timer,
     time_onnx_module,
 )
@@ -89,10 +90,12 @@ class LatencyTable:
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
     def mismatch(self, fingerprint: dict[str, Any] | None = None) -> str | None:
-        """None when the table was built on this machine (its fingerprint matches), else why not (one line)."""
-        mine = fingerprint or current_fingerprint(self.backend, self.device, self.precision, self.threads,
-                                                  self.input_size)
-        return mismatch(self.fingerprint, mine, "the table")
+        """None when the table was built on this machine (its fingerprint matches ``fingerprint``, default this
+        machine's, see :func:`~escale.profiler.latency.fingerprint.mismatch_here`), else why not (one line)."""
+        if fingerprint is not None:
+            return mismatch(self.fingerprint, fingerprint, "the table")
+        return mismatch_here(self.fingerprint, self.backend, self.device, self.precision, self.threads,
+                             self.input_size)[0]
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (JSON) and a CSV of the kernels next to it; returns the JSON path."""
@@ -296,7 +299,7 @@ def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str
     With ``passes`` > 1 every kernel is measured once per pass and keeps its lowest median: on shared
     cores that is the least disturbed one. ``on_kernel(i, n, kernel)`` reports progress; ``timer``
     replaces the backend timer (tests). A new table records this machine's fingerprint (its performance
-    part measured afresh with the real timer, from the cache with a test timer); a table built on another
+    part measured afresh with a real kernel timer, from the cache with a test timer); a table built on another
     machine is never extended (its kernels and the new ones would not be comparable).
     """
     if not isinstance(passes, int) or passes < 1:
@@ -311,8 +314,9 @@ def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str
                               "input_size": list(input_size), "threads": threads}:
         raise TableError(f"lut build: the existing table was made for {table.settings()}, not "
                          f"{backend}/{device}/{precision}/{input_size}/threads={threads}")
-    fp = current_fingerprint(backend, device, precision, threads, input_size, refresh=timer is None)
-    check_extendable(table, fp)
+    check_extendable(table)
+    real_timer = timer is None or isinstance(timer, OrtKernelTimer)
+    fp = current_fingerprint(backend, device, precision, threads, input_size, refresh=real_timer and not table.kernels)
     real = timer or get_kernel_timer(backend, device, precision, threads)
     if not table.kernels:
         table.fingerprint = fp
@@ -333,7 +337,8 @@ def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str
     known = {m["spec_id"] for m in table.built_from}
     table.built_from += [{"name": s.name, "spec_id": s.spec_id, "spec": s.to_dict()} for s in specs
                          if s.spec_id not in known]
-    table.env["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if todo or "built_at" not in table.env:  # when kernels were last measured
+        table.env["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     if todo:
         table.calibration = None  # kernels changed: an old calibration no longer applies
     return table
