@@ -251,16 +251,13 @@ def get_kernel_timer(backend: str, device: str, precision: str, threads: int, co
     return OrtKernelTimer(device=device, threads=threads, config=config, clock=clock)
 
 
-def measure_model_ms(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1, clock: str | None = None,
-                     config: Any = None) -> dict[str, Any]:
-    """Median latency (ms) of a whole model, the onnxruntime backend's way (build with seed 0, fold softmax
-    and BN, ONNX export, session with ``threads``), timed with the table's ``clock`` -- for calibration."""
+def model_call(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1) -> Callable[[], Any]:
+    """A zero-argument call running ``spec`` the onnxruntime backend's way (build with seed 0, fold softmax and
+    BN, ONNX export, session with ``threads``) on a fixed input: prepared once, timed as often as wanted."""
     from escale.models import build_model
-    from escale.profiler.latency import TimingConfig, time_callable
     from escale.profiler.latency.fold import prepare_for_inference
     from escale.profiler.latency.onnxrt import OrtRunner, export_onnx
 
-    clock = clock or ("thread_cpu" if threads == 1 else "wall")
     torch.manual_seed(0)
     model = build_model(spec).eval()
     side = 2 ** spec.decoder.max_level
@@ -268,9 +265,24 @@ def measure_model_ms(spec: ESegSpec, input_size: tuple[int, int], threads: int =
     x = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(prefix="escale-cal-") as tmp:
         runner = OrtRunner(export_onnx(model, x, Path(tmp) / "model.onnx"), threads=threads)
+    return runner.bind(x)
+
+
+def time_model_call(call: Callable[[], Any], threads: int = 1, clock: str | None = None,
+                    config: Any = None) -> dict[str, Any]:
+    """Median ms of a :func:`model_call` (1 warm-up + 5 runs by default), timed with the table's ``clock``."""
+    from escale.profiler.latency import TimingConfig, time_callable
+
+    clock = clock or ("thread_cpu" if threads == 1 else "wall")
     cfg = config or TimingConfig(warmup_runs=1, warmup_s=0.0, min_runs=5, min_duration_s=0.0)
-    stats = time_callable(runner.bind(x), cfg, timer=CLOCKS[clock])
+    stats = time_callable(call, cfg, timer=CLOCKS[clock])
     return {"latency_ms": stats.median_ms, "iqr_ms": stats.iqr_ms, "runs": stats.runs, "clock": clock}
+
+
+def measure_model_ms(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1, clock: str | None = None,
+                     config: Any = None) -> dict[str, Any]:
+    """Median latency (ms) of a whole model (:func:`model_call`, :func:`time_model_call`) -- for calibration."""
+    return time_model_call(model_call(spec, input_size, threads), threads, clock, config)
 
 
 def distinct_kernels(specs: Iterable[ESegSpec], input_size: tuple[int, int]) -> list[Kernel]:
