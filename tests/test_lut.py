@@ -195,6 +195,23 @@ def test_every_eseg_kernel_op_can_be_built_measured_and_priced() -> None:
     assert not p.unpriced and p.n_found + p.n_estimated == p.n_kernels and p.latency_ms > 0
 
 
+COMMITTED = Path(__file__).resolve().parents[1] / "reports" / "lut" / "onnxruntime-cpu-fp32-512x1024-t1.json"
+
+
+def test_the_committed_table_covers_both_shipped_spaces_and_says_where_it_was_built() -> None:
+    table = load_table(COMMITTED)
+    assert table.fingerprint and table.fingerprint["perf_ms"] and table.fingerprint["cpu_model"]
+    assert table.fingerprint["input_size"] == [512, 1024] and table.fingerprint["threads"] == 1
+    pred = LatencyPredictor(table)
+    for name in ("ESeg-Lite-S", "ESeg-Lite-M", "ESeg-Lite-L", "ESeg-S", "ESeg-M", "ESeg-L"):
+        p = pred.predict(escale.preset(name))
+        assert p.n_found == p.n_kernels and not p.unpriced and p.calibrated, name
+    built = {m["name"] for m in table.built_from}
+    assert {"ESeg-Lite-S", "ESeg-S"} <= built
+    cal_models = {(m["spec"]["encoder"]["se"], m["spec"]["encoder"]["act"]) for m in table.calibration["models"]}
+    assert cal_models == {(False, "relu"), (True, "silu")}  # the calibration was fitted on both spaces
+
+
 # --- bad input: one line naming the file, the field and what was expected; exit 2; nothing overwritten -----
 def _table_json(tmp_path: Path) -> dict:
     table = build_table([tiny()], SIZE, timer=fake_timer)
