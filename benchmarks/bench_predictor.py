@@ -129,10 +129,14 @@ def score(pred: list[float], meas: list[float]) -> dict:
 
 
 def run_calibrate(table: Path, home: Path, budget_s: float | None) -> tuple[dict, float]:
-    """``escale lut calibrate --lut TABLE --format json`` in a fresh process, as a user runs it; (file, wall s)."""
+    """``escale lut calibrate --lut TABLE --format json`` in a fresh process with an empty cache, as a user runs it
+    the first time; (the calibration file, wall seconds of the whole command)."""
     cmd = [sys.executable, "-m", "escale.cli.main", "lut", "calibrate", "--lut", str(table), "--format", "json"]
     cmd += ["--budget-s", str(budget_s)] if budget_s else []
-    env = {**os.environ, "ESCALE_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    import shutil
+
+    shutil.rmtree(home, ignore_errors=True)  # a first calibration: no cached fingerprint, no cached anchor export
+    env = {**os.environ, "ESCALE_HOME": str(home), "ESCALE_CACHE_DIR": str(home / "cache"), "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0

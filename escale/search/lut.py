@@ -251,20 +251,35 @@ def get_kernel_timer(backend: str, device: str, precision: str, threads: int, co
     return OrtKernelTimer(device=device, threads=threads, config=config, clock=clock)
 
 
-def model_call(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1) -> Callable[[], Any]:
+def model_call(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1,
+               cache: str | Path | None = None) -> Callable[[], Any]:
     """A zero-argument call running ``spec`` the onnxruntime backend's way (build with seed 0, fold softmax and
-    BN, ONNX export, session with ``threads``) on a fixed input: prepared once, timed as often as wanted."""
+    BN, ONNX export, session with ``threads``) on a fixed input: prepared once, timed as often as wanted.
+    With ``cache`` (a folder) the export is kept there, keyed by spec id, input size and torch version."""
+    import os
+    import shutil
+
     from escale.models import build_model
     from escale.profiler.latency.fold import prepare_for_inference
-    from escale.profiler.latency.onnxrt import OrtRunner, export_onnx
+    from escale.profiler.latency.onnxrt import OPSET, OrtRunner, export_onnx
 
+    x = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
+    h, w = input_size
+    kept = Path(cache) / f"{spec.spec_id}-{h}x{w}-torch{torch.__version__}-opset{OPSET}.onnx" if cache else None
+    if kept is not None and kept.is_file():
+        return OrtRunner(kept, threads=threads).bind(x)
     torch.manual_seed(0)
     model = build_model(spec).eval()
     side = 2 ** spec.decoder.max_level
     prepare_for_inference(model, torch.randn(1, 3, side, side))
-    x = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(prefix="escale-cal-") as tmp:
-        runner = OrtRunner(export_onnx(model, x, Path(tmp) / "model.onnx"), threads=threads)
+        path = export_onnx(model, x, Path(tmp) / "model.onnx")
+        runner = OrtRunner(path, threads=threads)
+        if kept is not None:  # copy, then rename: a reader never sees half a file
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            part = kept.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(path, part)
+            os.replace(part, kept)
     return runner.bind(x)
 
 
