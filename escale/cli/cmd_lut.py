@@ -53,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr = ssub.add_parser("predict", help="predicted latency of specs from a table",
                          **with_example("Predicted latency of specs: the calibrated sum of their kernels' "
                                         "latencies in a table (kernels not in it are scaled from same-shape "
-                                        "neighbours).",
+                                        "neighbours). With this machine's calibration of the table (`lut "
+                                        "calibrate`) when its fingerprint matches; a table made on another "
+                                        "machine without one still predicts, with a one-line warning on stderr.",
                                         "escale lut predict ESeg-Lite-S my-variant.yaml --lut reports/lut/"
                                         "onnxruntime-cpu-fp32-512x1024-t1.json --format json"))
     pr.add_argument("specs", nargs="+", metavar="SPEC", help="preset names or YAML specs")

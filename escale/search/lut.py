@@ -7,7 +7,9 @@ preallocated buffers) by the shared methodology (:func:`escale.profiler.latency.
 the fixed per-call overhead (a one-element add, measured the same way). With one thread the clock is
 the thread's CPU time (see :func:`thread_cpu_timer`): on shared cores a kernel is then not charged for
 time other jobs hold the CPU. Saved as JSON (the table) plus a CSV of the kernels for reading;
-:mod:`escale.search.predictor` prices models from it.
+:mod:`escale.search.predictor` prices models from it. A table records the fingerprint of the machine that
+built it (:mod:`escale.profiler.latency.fingerprint`); :mod:`escale.search.calibration` carries it to
+another machine. Every field is checked on load (:mod:`escale.search.tablecheck`).
 """
 
 from __future__ import annotations
