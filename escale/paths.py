@@ -12,6 +12,7 @@ Under it::
     studies/NAME.db          Optuna SQLite storage (escale propose, study, plot study, report --study)
     proposals/STUDY/         spec YAMLs written by escale propose
     lut-local/               latency tables built by escale lut build (looked up before the reference ones)
+    lut-calibrations/        per-machine calibrations of tables (escale lut calibrate; TABLE-STEM@FINGERPRINT.json)
     plots/                   figures from escale plot
     study-reports/NAME/      escale report --study NAME
     bench/NAME/              benchmarks/bench_NAME.py runs
@@ -69,6 +70,17 @@ def lut_dir() -> Path:
     return home() / "lut-local"
 
 
+def lut_calibrations_dir() -> Path:
+    """Where ``escale lut calibrate`` (and ``escale propose``) write per-machine calibrations of tables
+    (never into a table)."""
+    return home() / "lut-calibrations"
+
+
+def fingerprint_cache_dir() -> Path:
+    """The cached performance fingerprints: ``$ESCALE_CACHE_DIR/fingerprint`` (default ``~/.cache/escale/``)."""
+    return Path(os.environ.get("ESCALE_CACHE_DIR") or Path.home() / ".cache" / "escale") / "fingerprint"
+
+
 def reference_lut_dir() -> Path | None:
     ref = reference_dir()
     return ref / "lut" if ref is not None else None
@@ -124,7 +136,9 @@ def locations() -> dict[str, str | None]:
     ref = reference_dir()
     return {"home": str(home()), "home_from": _home_source(), "reference": str(ref) if ref else None,
             "studies": str(studies_dir()), "proposals": str(proposals_dir()), "lut_build": str(lut_dir()),
-            "lut_search": os.pathsep.join(map(str, lut_search_path())), "plots": str(plots_dir()),
+            "lut_search": os.pathsep.join(map(str, lut_search_path())),
+            "lut_calibrations": str(lut_calibrations_dir()), "fingerprint_cache": str(fingerprint_cache_dir()),
+            "plots": str(plots_dir()),
             "study_reports": str(home() / "study-reports"), "family_report": str(family_report_dir()),
             "bench": str(home() / "bench")}
 

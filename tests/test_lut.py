@@ -156,3 +156,147 @@ def test_onnxruntime_kernel_timer_measures_real_kernels() -> None:
 def test_table_dataclass_round_trip() -> None:
     t = LatencyTable("onnxruntime", "cpu", "fp32", (64, 128), 1, kernels={"add:c=1,h=1,w=1": {"latency_ms": 0.0}})
     assert LatencyTable.from_dict(t.to_dict()).kernels == t.kernels
+
+
+# --- the eseg space: squeeze-excite (mean, sigmoid gate, mul) and SiLU ------------------------------
+def tiny_eseg(**over: object) -> escale.ESegSpec:
+    return escale.preset("ESeg-S").with_overrides({
+        "encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16, "decoder.max_level": 6, **over})
+
+
+def test_every_eseg_kernel_op_can_be_built_measured_and_priced() -> None:
+    from escale.profiler.latency import QUICK
+    from escale.search.lut import get_kernel_timer
+
+    ks = sorted(set(model_kernels(tiny_eseg(), SIZE)) | set(model_kernels(tiny_eseg(**{"encoder.block": "fused"}),
+                                                                            SIZE)), key=lambda k: k.key)
+    ops = Counter(k.op for k in ks)
+    assert {"mean", "mul", "conv", "act", "wsum", "resize", "pool"} <= set(ops) and not any(
+        op.startswith("unknown:") for op in ops)
+    acts = {k.get("act") for k in ks if k.op == "conv"}
+    assert {"silu", "sigmoid"} <= acts  # MBConv SiLU, the squeeze-excite gate
+    for k in ks:  # every kernel has a module of its own shapes
+        module, inputs = kernel_module(k)
+        with torch.no_grad():
+            out = module(*inputs)
+        a = dict(k.attrs)
+        if k.op == "mean":
+            assert out.shape == (1, a["c"], 1, 1)
+        elif k.op == "mul":
+            assert out.shape == (1, a["c"], a["h"], a["w"]) and inputs[1].shape == (1, a["c"], a["hb"], a["wb"])
+    timer = get_kernel_timer("onnxruntime", "cpu", "fp32", threads=1, config=QUICK)
+    for op in ("mean", "mul"):
+        k = next(k for k in ks if k.op == op)
+        assert 0 < timer(k)["raw_ms"] < 100
+    gate = next(k for k in ks if k.op == "conv" and k.get("act") == "sigmoid")
+    assert 0 < timer(gate)["raw_ms"] < 100
+    pred = LatencyPredictor(build_table([tiny_eseg()], SIZE, timer=fake_timer))
+    p = pred.predict(tiny_eseg(**{"encoder.block": "fused", "decoder.channels": 24}))
+    assert not p.unpriced and p.n_found + p.n_estimated == p.n_kernels and p.latency_ms > 0
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "reports" / "lut" / "onnxruntime-cpu-fp32-512x1024-t1.json"
+
+
+def test_the_committed_table_covers_both_shipped_spaces_and_says_where_it_was_built() -> None:
+    table = load_table(COMMITTED)
+    assert table.fingerprint and table.fingerprint["perf_ms"] and table.fingerprint["cpu_model"]
+    assert table.fingerprint["input_size"] == [512, 1024] and table.fingerprint["threads"] == 1
+    pred = LatencyPredictor(table)
+    for name in ("ESeg-Lite-S", "ESeg-Lite-M", "ESeg-Lite-L", "ESeg-S", "ESeg-M", "ESeg-L"):
+        p = pred.predict(escale.preset(name))
+        assert p.n_found == p.n_kernels and not p.unpriced and p.calibrated, name
+    built = {m["name"] for m in table.built_from}
+    assert {"ESeg-Lite-S", "ESeg-S"} <= built
+    cal_models = {(m["spec"]["encoder"]["se"], m["spec"]["encoder"]["act"]) for m in table.calibration["models"]}
+    assert cal_models == {(False, "relu"), (True, "silu")}  # the calibration was fitted on both spaces
+
+
+# --- bad input: one line naming the file, the field and what was expected; exit 2; nothing overwritten -----
+def _table_json(tmp_path: Path) -> dict:
+    table = build_table([tiny()], SIZE, timer=fake_timer)
+    return json.loads(table.save(tmp_path / "good.json").read_text())
+
+
+def _first_key(d: dict) -> str:
+    return next(iter(d["kernels"]))
+
+
+BAD_TABLES = {
+    "negative latency": (lambda d: d["kernels"][_first_key(d)].update(latency_ms=-1.0), "].latency_ms is -1.0 "
+                         "(expected a number of ms >= 0)"),
+    "missing latency": (lambda d: d["kernels"][_first_key(d)].pop("latency_ms"), "].latency_ms is 'missing'"),
+    "bad key": (lambda d: d["kernels"].update({"conv:cin=3,cout": {"latency_ms": 1.0}}),
+                "a kernel key is 'conv:cin=3,cout' (expected OP:name=value"),
+    "unknown op": (lambda d: d["kernels"].update({"warp:c=3": {"latency_ms": 1.0}}), "a kernel key is 'warp:c=3'"),
+    "format tag": (lambda d: d.update(format="escale-latency-table/0"),
+                   "not a latency table: format is 'escale-latency-table/0' (expected 'escale-latency-table/1')"),
+    "input size": (lambda d: d.update(input_size=[64]), "input_size is [64] (expected [H, W]"),
+    "threads": (lambda d: d.update(threads=0), "threads is 0 (expected a whole number >= 1)"),
+    "calibration": (lambda d: d.update(calibration={"mode": "cubic", "slope": 1.0}),
+                    "calibration.mode is 'cubic' (expected one of ratio, linear, classes)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TABLES))
+def test_a_hand_edited_table_is_one_line_naming_file_and_field(case: str, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from escale.cli.main import main
+
+    data = _table_json(tmp_path)
+    edit, message = BAD_TABLES[case]
+    edit(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(tiny().to_yaml())
+    for argv in (["lut", "predict", str(spec_file), "--lut", str(path)],
+                 ["lut", "build", str(spec_file), "--input-size", "64x128", "--quick", "--out", str(path)],
+                 ["lut", "calibrate", "--lut", str(path)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"escale: error: {path}: ") and message in err, (argv, err)
+        assert path.read_bytes() == before  # nothing overwritten
+
+
+def test_a_truncated_table_and_tables_for_other_settings(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import yaml
+    from search_common import TINY
+
+    from escale.cli.main import main
+
+    good = json.dumps(_table_json(tmp_path))
+    path = tmp_path / "cut.json"
+    path.write_text(good[: len(good) // 2])
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(tiny().to_yaml())
+    assert main(["lut", "predict", str(spec_file), "--lut", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--lut: {path} is not valid JSON (line " in err
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump(TINY))
+    base = ["propose", "--space", str(space_file), "--input-size", "64x128", "--trials", "1", "--no-measure",
+            "--storage", f"sqlite:///{tmp_path / 'x.db'}"]
+    for field, value, shown in (("threads", 2, "threads=2, not 1"), ("backend", "tensorrt", "backend='tensorrt'"),
+                                ("input_size", [128, 128], "input_size=[128, 128], not [64, 128]")):
+        other = tmp_path / f"other-{field}.json"
+        other.write_text(json.dumps({**json.loads(good), field: value}))
+        assert main([*base, "--lut", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--lut: {other} was built for {shown}" in err, err
+
+
+def test_a_table_from_another_machine_is_never_extended(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from escale.cli.main import main
+
+    data = _table_json(tmp_path)
+    data["fingerprint"]["cpu_model"] = "Intel Xeon Platinum 8488C"
+    path = tmp_path / "foreign.json"
+    path.write_text(json.dumps(data))
+    before = path.read_bytes()
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(tiny(**{"decoder.channels": 24}).to_yaml())
+    assert main(["lut", "build", str(spec_file), "--input-size", "64x128", "--quick", "--out", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"lut build: {path} was built on another machine (cpu_model differs" in err
+    assert path.read_bytes() == before

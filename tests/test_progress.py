@@ -149,7 +149,7 @@ def test_lut_build_says_when_new_kernels_drop_a_calibration(tiny_space: Path, ca
     from escale.search import space_from_dict
     from escale.search.lut import LatencyTable
 
-    old = LatencyTable("onnxruntime", "cpu", "fp32", SIZE, 1, calibration={"mode": "sum", "models": []})
+    old = LatencyTable("onnxruntime", "cpu", "fp32", SIZE, 1, calibration={"mode": "ratio", "slope": 1.0, "models": []})
     path = old.save(tiny_space.parent / "old.json")
     spec_file = tiny_space.parent / "spec.yaml"
     spec_file.write_text(space_from_dict(TINY).to_spec(space_from_dict(TINY).corners()[0]).to_yaml())

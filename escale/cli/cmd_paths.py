@@ -15,6 +15,8 @@ MEANING = {
     "proposals": "proposal spec YAMLs (propose)",
     "lut_build": "tables written by lut build",
     "lut_search": "tables propose looks up, in order",
+    "lut_calibrations": "per-machine calibrations of tables (lut calibrate, propose)",
+    "fingerprint_cache": "cached machine performance fingerprints (24 h)",
     "plots": "figures (plot)",
     "study_reports": "report --study NAME",
     "family_report": "report (without --study)",

@@ -28,6 +28,10 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lut", default=None, help="latency table JSON for screening (default: the first "
                    "<backend>-<device>-<precision>-<HxW>-t<threads>.json in <home>/lut-local/, then the committed "
                    "reports/lut/; `escale paths` shows the folders)")
+    p.add_argument("--calibration", default=None, metavar="FILE", help="this machine's calibration of the table "
+                   "(default: <home>/lut-calibrations/<table stem>@<fingerprint id>.json when it matches)")
+    p.add_argument("--no-calibrate", action="store_true", help="refuse a table made on another machine that has "
+                   "no calibration for this one (default: calibrate it first, about 30 s)")
     p.add_argument("--no-measure", action="store_true", help="do not measure candidates (predictions only)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite <home>/studies/<name>.db)")
     p.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
@@ -56,7 +60,8 @@ def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, impor
 
     size = parse_input_size(args.input_size)
     space = load_space(args.space)
-    predictor = load_predictor(args.lut, args.backend, args.device, args.precision, size, args.threads)
+    predictor = load_predictor(args.lut, args.backend, args.device, args.precision, size, args.threads,
+                               calibration=args.calibration)
     return StudyConfig(space=space, input_size=size, cost=args.cost, budget_ms=args.budget_ms,
                        accuracy=args.accuracy, backend=args.backend, device=args.device, precision=args.precision,
                        threads=args.threads, predictor=predictor, measure=not args.no_measure,
@@ -69,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
     from escale.search.study import check_feasible, open_study
 
     cfg = study_config(args)
-    open_study(cfg)  # bad settings, storage or budget fail before the progress bar starts
+    cfg.check()  # bad settings fail before any calibration
+    _machine(cfg.predictor, args)
+    open_study(cfg)  # bad storage or budget fail before the progress bar starts
     check_feasible(cfg)
-    if args.lut is None:
-        _say_table(cfg.predictor, args, cfg.input_size)
+    _say_table(cfg.predictor, args, cfg.input_size)
     with progress.reporter(live=args.format == "table") as rep:
         task = rep.task("propose", total=args.trials, unit="complete")
         plan = _plan(cfg)
@@ -83,19 +89,41 @@ def run(args: argparse.Namespace) -> int:
 
         def on_trial(trial, done: int) -> None:  # noqa: ANN001 - a FrozenTrial, finished
             task.advance(outcome(trial), completed=done)
+            if trial.user_attrs.get("latency_guard"):  # set on the one trial at which the guard fired
+                progress.note(trial.user_attrs["latency_guard"])
 
         frame = propose(cfg, args.trials, top=args.top, out_dir=args.out, on_trial=on_trial, on_start=on_start)
     show(frame, args.format, cfg)
     return 0
 
 
+def _machine(predictor, args: argparse.Namespace) -> None:  # noqa: ANN001 - a LatencyPredictor or None
+    """A table from another machine never screens silently: calibrate it here first (one line), or refuse."""
+    from escale.errors import EscaleError
+    from escale.search.proposals import calibrate_here
+
+    if predictor is None or predictor.status is None or not predictor.status.foreign:
+        return
+    src, why = predictor.table.source, predictor.status.table_mismatch
+    if args.no_calibrate:
+        raise EscaleError(f"--lut: {src} was built on another machine ({why}) and has no calibration for this "
+                          f"one; run `escale lut calibrate --lut {src}` (about 30 s), or drop --no-calibrate")
+    cal = calibrate_here(predictor)
+    progress.note(f"latency table {src} was built on another machine ({why}): calibrated it for this one in "
+                  f"{cal.seconds:.1f} s -> {cal.source}")
+
+
 def _say_table(predictor, args: argparse.Namespace, size: tuple[int, int]) -> None:  # noqa: ANN001
-    """One line on stderr: which latency table screens the candidates, or that none matched."""
+    """One line on stderr: which latency table screens the candidates (and which calibration), or none."""
     from escale.paths import lut_search_path
     from escale.search.lut import table_name
 
     if predictor is not None:
-        progress.note(f"latency table: {predictor.table.source}")
+        status = f", {predictor.status.describe()}" if predictor.status is not None else ""
+        if args.lut is None or predictor.machine is not None:
+            progress.note(f"latency table: {predictor.table.source}{status}")
+        return
+    if args.lut is not None:
         return
     name = table_name(args.backend, args.device, args.precision, size, args.threads or 1)
     folders = ", ".join(str(d) for d in lut_search_path())
@@ -152,7 +180,9 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
                + (" (a Cityscapes estimate from the paper's FLOPs trend, not a measurement)" if cfg.accuracy == "proxy"
                   else " (short training)")
                + ". FLOPs are multiply-adds at the input size. pred./meas.: latency predicted from the kernel table"
-               " / measured."
+               + (f" (calibrated for this machine: {cfg.predictor.machine.source})"
+                  if getattr(cfg.predictor, "machine", None) is not None else "")
+               + " / measured."
                + "".join(f"\nRank {i}: {r['input_size_note']}" for i, r in enumerate(rows, start=1)
                          if isinstance(r.get("input_size_note"), str)))
     render.table(f"ESeg proposals — {budget}", SHOWN, out, caption)

@@ -7,11 +7,14 @@ preallocated buffers) by the shared methodology (:func:`escale.profiler.latency.
 the fixed per-call overhead (a one-element add, measured the same way). With one thread the clock is
 the thread's CPU time (see :func:`thread_cpu_timer`): on shared cores a kernel is then not charged for
 time other jobs hold the CPU. Saved as JSON (the table) plus a CSV of the kernels for reading;
-:mod:`escale.search.predictor` prices models from it.
+:mod:`escale.search.predictor` prices models from it. A table records the fingerprint of the machine that
+built it (:mod:`escale.profiler.latency.fingerprint`); :mod:`escale.search.calibration` carries it to
+another machine. Every field is checked on load (:mod:`escale.search.tablecheck`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import tempfile
@@ -26,17 +29,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from escale import paths
-from escale.errors import BackendUnavailableError, EscaleError, SpecError
+from escale.errors import BackendUnavailableError, SpecError
+from escale.profiler.latency.fingerprint import (  # noqa: F401 - thread_cpu_timer, bound_call: re-exported
+    bound_call,
+    current_fingerprint,
+    mismatch,
+    mismatch_here,
+    thread_cpu_timer,
+    time_onnx_module,
+)
 from escale.search.kernels import Kernel, model_kernels
+from escale.search.tablecheck import FORMAT, TableError, check_table_dict
 from escale.spec import ESegSpec
 
-FORMAT = "escale-latency-table/1"
 BACKENDS = ("onnxruntime",)
 ACT_MODULES = {"relu": nn.ReLU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid, "hardswish": nn.Hardswish}
-
-
-class TableError(EscaleError, ValueError):
-    """A latency table file is missing, malformed, or made for other settings."""
 
 
 @dataclass
@@ -54,6 +61,7 @@ class LatencyTable:
     built_from: list[dict[str, Any]] = field(default_factory=list)      # {name, spec_id} of the source models
     timing: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] | None = None   # the machine it was built on (escale.profiler.latency.fingerprint)
     source: str | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -70,11 +78,26 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> LatencyTable:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise TableError(f"{source or 'table'}: not a latency table (expected format {FORMAT!r})")
+        """A table from its JSON form, every field checked (:func:`check_table_dict`)."""
+        check_table_dict(data, source or "table")
         kwargs = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "source"}
         kwargs["input_size"] = tuple(kwargs["input_size"])
         return cls(**kwargs, source=source)
+
+    def identity(self) -> str:
+        """16 hex digits of the SHA-256 of what predictions depend on: settings, overhead, every kernel's
+        latency and the calibration (a calibration for this machine records it, see escale.search.calibration)."""
+        core = {"settings": self.settings(), "overhead_ms": self.overhead_ms, "calibration": self.calibration,
+                "kernels": {k: e["latency_ms"] for k, e in sorted(self.kernels.items())}}
+        return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
+
+    def mismatch(self, fingerprint: dict[str, Any] | None = None) -> str | None:
+        """None when the table was built on this machine (its fingerprint matches ``fingerprint``, default this
+        machine's, see :func:`~escale.profiler.latency.fingerprint.mismatch_here`), else why not (one line)."""
+        if fingerprint is not None:
+            return mismatch(self.fingerprint, fingerprint, "the table")
+        return mismatch_here(self.fingerprint, self.backend, self.device, self.precision, self.threads,
+                             self.input_size)[0]
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (JSON) and a CSV of the kernels next to it; returns the JSON path."""
@@ -91,7 +114,7 @@ class LatencyTable:
 
 
 def load_table(path: str | Path) -> LatencyTable:
-    """Read a table written by :meth:`LatencyTable.save`."""
+    """Read a table written by :meth:`LatencyTable.save`; a malformed one is a one-line :class:`TableError`."""
     path = Path(path)
     if not path.is_file():
         raise TableError(f"--lut: {str(path)!r} does not exist (build one with `escale lut build`)")
@@ -182,15 +205,6 @@ def kernel_timing() -> Any:
     return TimingConfig(warmup_runs=2, warmup_s=0.02, min_runs=7, min_duration_s=0.15, max_duration_s=2.0)
 
 
-def thread_cpu_timer(fn: Callable[[], Any]) -> float:
-    """Run ``fn`` once; CPU time of this thread in ms. With one intra-op thread ONNX Runtime computes in the
-    calling thread, so this equals wall time on an idle machine and ignores time spent descheduled on a
-    shared one (other jobs on the same cores)."""
-    t0 = time.thread_time_ns()
-    fn()
-    return (time.thread_time_ns() - t0) / 1e6
-
-
 class OrtKernelTimer:
     """Times one-kernel modules with ONNX Runtime as full models are timed (same export, session options).
 
@@ -200,11 +214,9 @@ class OrtKernelTimer:
 
     def __init__(self, device: str = "cpu", threads: int = 1, config: Any = None, clock: str | None = None) -> None:
         try:
-            from escale.profiler.latency import time_callable
-            from escale.profiler.latency.onnxrt import OrtRunner, export_onnx
+            import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise BackendUnavailableError(f"lut: escale.profiler.latency is not available ({exc})") from None
-        self._export, self._runner, self._time = export_onnx, OrtRunner, time_callable
+            raise BackendUnavailableError(f"lut: onnxruntime is not available ({exc})") from None
         self.device, self.threads = device, threads
         self.clock = clock or ("thread_cpu" if threads == 1 else "wall")
         if self.clock not in CLOCKS or (self.clock == "thread_cpu" and threads != 1):
@@ -215,9 +227,8 @@ class OrtKernelTimer:
 
     def __call__(self, k: Kernel) -> dict[str, Any]:
         module, inputs = kernel_module(k)
-        path = self._export(module.eval(), inputs, Path(self._tmp.name) / "kernel.onnx")
-        runner = self._runner(path, threads=self.threads, device=self.device)
-        stats = self._time(bound_call(runner.session, inputs), self.config, timer=CLOCKS[self.clock])
+        stats = time_onnx_module(module, inputs, self._tmp.name, threads=self.threads, device=self.device,
+                                 config=self.config, timer=CLOCKS[self.clock])
         return {"raw_ms": stats.median_ms, "iqr_ms": stats.iqr_ms, "runs": stats.runs}
 
     def env(self) -> dict[str, Any]:
@@ -227,28 +238,6 @@ class OrtKernelTimer:
 
         return {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "clock": self.clock,
                 "cpu": cpu_name(), "python": platform.python_version()}
-
-
-def bound_call(session: Any, inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
-    """A zero-argument ``run_with_iobinding`` on fixed numpy inputs and preallocated outputs (CPU)."""
-    import numpy as np
-
-    binding = session.io_binding()
-    keep = []
-    for meta, x in zip(session.get_inputs(), inputs, strict=True):
-        arr = np.ascontiguousarray(x.numpy())
-        keep.append(arr)
-        binding.bind_cpu_input(meta.name, arr)
-    for meta in session.get_outputs():
-        out = np.empty([int(d) for d in meta.shape], dtype=np.float32)
-        keep.append(out)
-        binding.bind_output(meta.name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-
-    def run() -> None:
-        session.run_with_iobinding(binding)
-        assert keep  # the buffers live as long as the call
-
-    return run
 
 
 CLOCKS = {"thread_cpu": thread_cpu_timer, "wall": None}
@@ -264,26 +253,53 @@ def get_kernel_timer(backend: str, device: str, precision: str, threads: int, co
     return OrtKernelTimer(device=device, threads=threads, config=config, clock=clock)
 
 
-def measure_model_ms(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1, clock: str | None = None,
-                     config: Any = None) -> dict[str, Any]:
-    """Median latency (ms) of a whole model, the onnxruntime backend's way (build with seed 0, fold softmax
-    and BN, ONNX export, session with ``threads``), timed with the table's ``clock`` -- for calibration."""
-    from escale.models import build_model
-    from escale.profiler.latency import TimingConfig, time_callable
-    from escale.profiler.latency.fold import prepare_for_inference
-    from escale.profiler.latency.onnxrt import OrtRunner, export_onnx
+def model_call(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1,
+               cache: str | Path | None = None) -> Callable[[], Any]:
+    """A zero-argument call running ``spec`` the onnxruntime backend's way (build with seed 0, fold softmax and
+    BN, ONNX export, session with ``threads``) on a fixed input: prepared once, timed as often as wanted.
+    With ``cache`` (a folder) the export is kept there, keyed by spec id, input size and torch version."""
+    import os
+    import shutil
 
-    clock = clock or ("thread_cpu" if threads == 1 else "wall")
+    from escale.models import build_model
+    from escale.profiler.latency.fold import prepare_for_inference
+    from escale.profiler.latency.onnxrt import OPSET, OrtRunner, export_onnx
+
+    x = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
+    h, w = input_size
+    kept = Path(cache) / f"{spec.spec_id}-{h}x{w}-torch{torch.__version__}-opset{OPSET}.onnx" if cache else None
+    if kept is not None and kept.is_file():
+        return OrtRunner(kept, threads=threads).bind(x)
     torch.manual_seed(0)
     model = build_model(spec).eval()
     side = 2 ** spec.decoder.max_level
     prepare_for_inference(model, torch.randn(1, 3, side, side))
-    x = torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory(prefix="escale-cal-") as tmp:
-        runner = OrtRunner(export_onnx(model, x, Path(tmp) / "model.onnx"), threads=threads)
+        path = export_onnx(model, x, Path(tmp) / "model.onnx")
+        runner = OrtRunner(path, threads=threads)
+        if kept is not None:  # copy, then rename: a reader never sees half a file
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            part = kept.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(path, part)
+            os.replace(part, kept)
+    return runner.bind(x)
+
+
+def time_model_call(call: Callable[[], Any], threads: int = 1, clock: str | None = None,
+                    config: Any = None) -> dict[str, Any]:
+    """Median ms of a :func:`model_call` (1 warm-up + 5 runs by default), timed with the table's ``clock``."""
+    from escale.profiler.latency import TimingConfig, time_callable
+
+    clock = clock or ("thread_cpu" if threads == 1 else "wall")
     cfg = config or TimingConfig(warmup_runs=1, warmup_s=0.0, min_runs=5, min_duration_s=0.0)
-    stats = time_callable(runner.bind(x), cfg, timer=CLOCKS[clock])
+    stats = time_callable(call, cfg, timer=CLOCKS[clock])
     return {"latency_ms": stats.median_ms, "iqr_ms": stats.iqr_ms, "runs": stats.runs, "clock": clock}
+
+
+def measure_model_ms(spec: ESegSpec, input_size: tuple[int, int], threads: int = 1, clock: str | None = None,
+                     config: Any = None) -> dict[str, Any]:
+    """Median latency (ms) of a whole model (:func:`model_call`, :func:`time_model_call`) -- for calibration."""
+    return time_model_call(model_call(spec, input_size, threads), threads, clock, config)
 
 
 def distinct_kernels(specs: Iterable[ESegSpec], input_size: tuple[int, int]) -> list[Kernel]:
@@ -295,6 +311,14 @@ def distinct_kernels(specs: Iterable[ESegSpec], input_size: tuple[int, int]) -> 
     return list(seen)
 
 
+def check_extendable(table: LatencyTable, fingerprint: dict[str, Any] | None = None) -> None:
+    """A table with kernels is extended only on the machine that built it (else a one-line TableError)."""
+    why = table.mismatch(fingerprint) if table.kernels else None
+    if why:
+        raise TableError(f"lut build: {table.source or 'the existing table'} was built on another machine ({why}); "
+                         "extend it there, or build a new table (--out NEW.json)")
+
+
 def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str = "onnxruntime",
                 device: str = "cpu", precision: str = "fp32", threads: int = 1, table: LatencyTable | None = None,
                 timer: Callable[[Kernel], dict[str, Any]] | None = None,
@@ -303,7 +327,9 @@ def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str
 
     With ``passes`` > 1 every kernel is measured once per pass and keeps its lowest median: on shared
     cores that is the least disturbed one. ``on_kernel(i, n, kernel)`` reports progress; ``timer``
-    replaces the backend timer (tests).
+    replaces the backend timer (tests). A new table records this machine's fingerprint (its performance
+    part measured afresh with a real kernel timer, from the cache with a test timer); a table built on another
+    machine is never extended (its kernels and the new ones would not be comparable).
     """
     if not isinstance(passes, int) or passes < 1:
         raise SpecError(f"lut build: passes={passes!r} is not allowed (a whole number >= 1)")
@@ -317,8 +343,12 @@ def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str
                               "input_size": list(input_size), "threads": threads}:
         raise TableError(f"lut build: the existing table was made for {table.settings()}, not "
                          f"{backend}/{device}/{precision}/{input_size}/threads={threads}")
+    check_extendable(table)
+    real_timer = timer is None or isinstance(timer, OrtKernelTimer)
+    fp = current_fingerprint(backend, device, precision, threads, input_size, refresh=real_timer and not table.kernels)
     real = timer or get_kernel_timer(backend, device, precision, threads)
     if not table.kernels:
+        table.fingerprint = fp
         table.overhead_ms = real(OVERHEAD_KERNEL)["raw_ms"]
         table.env = real.env() if hasattr(real, "env") else {}
         table.timing = real.config.to_dict() if hasattr(real, "config") else {}
@@ -334,8 +364,10 @@ def build_table(specs: list[ESegSpec], input_size: tuple[int, int], backend: str
                 table.kernels[k.key] = {"latency_ms": max(res["raw_ms"] - table.overhead_ms, 0.0), **res}
             table.kernels[k.key]["passes"] = p + 1
     known = {m["spec_id"] for m in table.built_from}
-    table.built_from += [{"name": s.name, "spec_id": s.spec_id} for s in specs if s.spec_id not in known]
-    table.env["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    table.built_from += [{"name": s.name, "spec_id": s.spec_id, "spec": s.to_dict()} for s in specs
+                         if s.spec_id not in known]
+    if todo or "built_at" not in table.env:  # when kernels were last measured
+        table.env["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     if todo:
         table.calibration = None  # kernels changed: an old calibration no longer applies
     return table

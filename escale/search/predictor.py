@@ -84,11 +84,14 @@ def signature(k: Kernel) -> tuple:
 
 
 class LatencyPredictor:
-    """Prices specs from a :class:`LatencyTable` (see the module docstring)."""
+    """Prices specs from a :class:`LatencyTable` (see the module docstring); ``machine``, a
+    :class:`escale.search.calibration.MachineCalibration`, carries the table over to this machine."""
 
-    def __init__(self, table: LatencyTable) -> None:
+    def __init__(self, table: LatencyTable, machine: Any = None) -> None:
         self.table = table
         self.source = table.source
+        self.machine = machine
+        self.status: Any = None  # a MachineStatus when loaded by escale.search.proposals.load_predictor
         self._by_sig: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
         self._by_op: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for key, entry in table.kernels.items():
@@ -136,7 +139,7 @@ class LatencyPredictor:
             total += ms
             by_op[k.op] += ms
             by_class[kernel_class(k)] += ms
-        lat, cal = self.calibrate_sum(total, by_class)
+        lat, cal = self.calibrate_sum(total, by_class, spec)
         return Prediction(latency_ms=lat, sum_ms=total, n_kernels=len(kernels), n_found=found, n_estimated=est,
                           unpriced=unpriced, by_op_ms=dict(by_op), by_class_ms=by_class, calibrated=cal)
 
@@ -153,7 +156,7 @@ class LatencyPredictor:
 
         size = tuple(input_size or self.table.input_size)
         total = self.predict(spec, size)
-        fixed = self.calibrate_sum(0.0, dict.fromkeys(CLASSES, 0.0))[0]
+        fixed = self.calibrate_sum(0.0, dict.fromkeys(CLASSES, 0.0), spec)[0]
         level_of = level_namer(size, spec.decoder.max_level)
         parts: dict[str, float] = {p: 0.0 for p in ("encoder", "decoder", "head")}
         levels: dict[str, float] = defaultdict(float)
@@ -163,7 +166,7 @@ class LatencyPredictor:
             if ms is None:
                 continue
             cls = kernel_class(site.kernel)
-            ms = self.calibrate_sum(ms, {**dict.fromkeys(CLASSES, 0.0), cls: ms})[0] - fixed
+            ms = self.calibrate_sum(ms, {**dict.fromkeys(CLASSES, 0.0), cls: ms}, spec)[0] - fixed
             parts[part_of(site.module)] += ms
             levels[level_of(torch.empty(site.out_shape, device="meta"))] += ms
             entry = kernels.setdefault(site.kernel.key, [0, 0.0])
@@ -175,7 +178,19 @@ class LatencyPredictor:
                                 by_level_ms=dict(sorted(levels.items(), key=lambda kv: _level_key(kv[0]))),
                                 by_kernel=by_kernel, unpriced=total.unpriced, calibrated=total.calibrated)
 
-    def calibrate_sum(self, sum_ms: float, by_class: dict[str, float] | None = None) -> tuple[float, bool]:
+    def calibrate_sum(self, sum_ms: float, by_class: dict[str, float] | None = None,
+                      spec: ESegSpec | None = None) -> tuple[float, bool]:
+        """(latency ms, calibrated?) from the table's kernel sums: the machine calibration's class ratios,
+        then the table's own calibration, then the machine calibration's correction for ``spec``'s family."""
+        if self.machine is None:
+            return self._table_calibration(sum_ms, by_class)
+        if by_class is not None:
+            by_class = self.machine.scale_classes(by_class)
+            sum_ms = sum(by_class.values())
+        lat, _ = self._table_calibration(sum_ms, by_class)
+        return lat * self.machine.correction(spec), True
+
+    def _table_calibration(self, sum_ms: float, by_class: dict[str, float] | None) -> tuple[float, bool]:
         c = self.table.calibration
         if not c:
             return sum_ms, False
@@ -195,6 +210,9 @@ class LatencyPredictor:
         """
         if len(specs) != len(measured_ms) or not specs:
             raise TableError("calibrate: give one measured latency per spec (at least one)")
+        if self.machine is not None:
+            raise TableError("calibrate: a table's own calibration is fitted where it was built, without a "
+                             "machine calibration")
         if mode not in CALIBRATIONS + ("auto",):
             raise TableError(f"calibrate: mode {mode!r} is unknown (allowed: auto, {', '.join(CALIBRATIONS)})")
         self.table.calibration = None
@@ -206,8 +224,8 @@ class LatencyPredictor:
         if mode == "linear" and len(rows) < 3:
             raise TableError(f"calibrate: mode 'linear' needs >= 3 models, got {len(rows)}")
         cal: dict[str, Any] = {"mode": mode, **_fit(mode, rows), "loo_median_abs_err_pct": loo}
-        cal["models"] = [{"name": s.name, "spec_id": s.spec_id, "sum_ms": round(r[0], 4), "measured_ms": round(r[2], 4)}
-                         for s, r in zip(specs, rows, strict=True)]
+        cal["models"] = [{"name": s.name, "spec_id": s.spec_id, "sum_ms": round(r[0], 4), "measured_ms": round(r[2], 4),
+                          "spec": s.to_dict()} for s, r in zip(specs, rows, strict=True)]
         self.table.calibration = cal
         return cal
 

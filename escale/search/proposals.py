@@ -8,6 +8,13 @@ from typing import Any
 
 from escale import paths
 from escale.errors import EscaleError
+from escale.search.calibration import (
+    BUDGET_S,
+    MachineCalibration,
+    calibrate_table,
+    calibration_path,
+    machine_status,
+)
 from escale.search.lut import find_table, load_table
 from escale.search.predictor import LatencyPredictor
 from escale.search.results import fastest_seen, pareto_frame
@@ -16,11 +23,16 @@ from escale.spec import ESegSpec
 
 
 def load_predictor(path: str | Path | None, backend: str, device: str, precision: str,
-                   input_size: tuple[int, int], threads: int | None) -> LatencyPredictor | None:
+                   input_size: tuple[int, int], threads: int | None, calibration: str | Path | None = None,
+                   machine: bool = True) -> LatencyPredictor | None:
     """The predictor for these settings: ``path``, else the first table named for them in
     :func:`escale.paths.lut_search_path` (your built tables, then the committed ``reports/lut/``), else None.
 
-    A table made for other settings (backend, device, precision, input size, threads) is an error.
+    A table made for other settings (backend, device, precision, input size, threads) is an error. With
+    ``machine`` the predictor's ``status`` (:class:`~escale.search.calibration.MachineStatus`) says whether the
+    table was built here, and this machine's matching calibration (``calibration``, else the one in
+    ``<home>/lut-calibrations/``) is applied; a foreign table without one is returned as is (``status.foreign``):
+    see :func:`calibrate_here`.
     """
     if path is None:
         path = find_table(backend, device, precision, input_size, threads or 1)
@@ -33,7 +45,24 @@ def load_predictor(path: str | Path | None, backend: str, device: str, precision
         diff = next(k for k in want if table.settings()[k] != want[k])
         raise EscaleError(f"--lut: {path} was built for {diff}={table.settings()[diff]!r}, not {want[diff]!r} "
                           "(build a matching one with `escale lut build`)")
-    return LatencyPredictor(table)
+    if not machine:
+        return LatencyPredictor(table)
+    status = machine_status(table, calibration)
+    pred = LatencyPredictor(table, machine=status.calibration)
+    pred.status = status
+    return pred
+
+
+def calibrate_here(predictor: LatencyPredictor, budget_s: float = BUDGET_S,
+                   on_step: Callable[[str], None] | None = None) -> MachineCalibration:
+    """Calibrate the predictor's table for this machine (:func:`~escale.search.calibration.calibrate_table`),
+    save it where :func:`load_predictor` looks, and price with it from now on."""
+    status = predictor.status or machine_status(predictor.table)
+    cal = calibrate_table(predictor.table, budget_s=budget_s, fingerprint=status.fingerprint, on_step=on_step)
+    cal.save(calibration_path(predictor.table, status.fingerprint))
+    predictor.machine = status.calibration = cal
+    predictor.status = status
+    return cal
 
 
 def propose(cfg: StudyConfig, n_trials: int, top: int = 5, out_dir: str | Path | None = None,

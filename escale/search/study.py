@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 
 from escale import paths
 from escale.errors import BackendUnavailableError, EscaleError, SpecError
+from escale.search.guard import GUARD_ATTR, apply_guard, latency_guard
 from escale.search.objectives import COST_UNITS, TrainSettings, accuracy, check_accuracy, check_cost, measure
 from escale.search.space import SearchSpace
 from escale.spec import ESegSpec, family
@@ -84,6 +85,7 @@ class StudyConfig:
             "space": self.space.name, "space_source": self.space.source, "space_params": self.space.summary(),
             "accuracy_objective": self.accuracy, "measure": bool(self.measure),
             "latency_table": getattr(self.predictor, "source", None), "train": self.train.to_dict(),
+            "latency_calibration": getattr(getattr(self.predictor, "machine", None), "source", None),
         }
 
     def check(self) -> None:
@@ -306,6 +308,7 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
         raise SpecError(f"--trials: {n_trials!r} must be a whole number >= 1")
     study = open_study(cfg)
     check_feasible(cfg)
+    apply_guard(cfg, study.user_attrs.get(GUARD_ATTR))
     evaluate = evaluate or evaluate_candidate
     preset_ids = {s.spec_id: s.name for s in family("eseg")}
     max_rejections = cfg.max_rejections or max(50, 10 * n_trials)
@@ -361,6 +364,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, evalu
         return frozen, None
     for key, value in out.attrs.items():
         trial.set_user_attr(key, value)
+    latency_guard(study, trial, cfg)
     if out.constraint is not None:
         trial.set_constraint(CONSTRAINT, out.constraint)
     latency = out.attrs.get("latency_ms", out.attrs.get("predicted_latency_ms"))

@@ -10,6 +10,7 @@ import torch
 
 from escale.errors import SpecError
 from escale.profiler.latency.base import LatencyResult, environment, get_backend
+from escale.profiler.latency.fingerprint import record_fingerprint
 from escale.profiler.latency.isolate import run_in_child
 from escale.profiler.latency.timing import TimingConfig
 from escale.spec import ESegSpec
@@ -83,6 +84,7 @@ def measure_in_process(spec: dict, backend: str, device: str, precision: str, in
     s = m.stats
     env = environment(b, device, threads)
     env["isolated"] = isolated
+    env["fingerprint"] = record_fingerprint(backend, device, precision, threads, size)  # after timing: no disturbance
     details = {**fold.to_dict(), **s.extra, "options": opts, "stopped_by": s.stopped_by,
                "warmup_s": s.warmup_s, "timing_config": config, **m.details}
     result = LatencyResult(
