@@ -4,8 +4,9 @@ A controlled experiment on the embedded ``synthetic:task=cue`` dataset (escale/d
 object classes drawn from one appearance distribution, told apart only by the colour of a full-width
 band ``context_distance`` x H above them. The *far* task puts the band 0.6 H above the objects; the
 *local* control puts it right on them (distance 0) and changes nothing else (classes, object rows,
-appearance). Models are identical except ``decoder.max_level``; every (task, level) is trained with
-each seed, and the runs of one seed are paired. Reported per task and level: mIoU and context accuracy
+appearance). Models are identical except ``decoder.max_level`` (far task: P5, P7, P8, P9; local control:
+P5 and P9, the pair its question needs); every (task, level) is trained with each seed, and the runs
+of one seed are paired. Reported per task and level: mIoU and context accuracy
 (of the object pixels predicted as an object class, the share given the right one; 50% = chance), and
 the mean paired difference deepest level - P5 with a two-sided 95% t interval over seeds
 (mean +- t_{0.975, n-1} * sd / sqrt(n) of the per-seed differences).
@@ -14,8 +15,10 @@ Geometry: H = 512 so that the far cue (0.6 H = 307 px above the objects) is out 
 of this small encoder (the product-side probe: at 128x256 P5 already sees everything, at 512x512 P5-P7
 stay at chance); W = 256 halves the cost and does not change the vertical reach. At 512x256 P5 is
 16x8 cells, P7 4x2, P8 2x1 and P9 1x1 (one feature sees the whole image).
-Plain cross-entropy (``ohem=False``) and lr 0.12: with the trainer's OHEM at lr 0.08, P8 had not used
-the cue after 200 steps in a pilot. One intra-op thread (on a busy 2-core machine 2 threads ran 20-100x
+The trainer's OHEM loss at lr 0.12 (its default is 0.08): at lr 0.08 (OHEM) or 0.05 (plain cross-entropy)
+P8 had not used the cue after 200-250 steps in pilots; with plain cross-entropy at lr 0.12 one run in
+three collapsed to a single object class (reports/context/earlier/cue_512x256_plain_ce.md), and OHEM,
+which keeps the ambiguous object pixels in the loss, rescued the one collapsed far-task run it was tried on. One intra-op thread (on a busy 2-core machine 2 threads ran 20-100x
 slower); runs alternate task and level inside each seed so that load from other processes hits all alike.
 Writes context_levels.{json,md} to <home>/bench/context/ (ignored by git; `escale paths`), to --out DIR,
 or with --update-reference to the committed reports/context/. Run with ``nice`` on a shared machine.
@@ -51,12 +54,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["far", "local"])
     p.add_argument("--far-distance", type=float, default=TASKS["far"], help="context_distance of the far task")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--levels", type=int, nargs="+", default=[5, 7, 8, 9], help="max levels; the first is the base")
+    p.add_argument("--levels", type=int, nargs="+", default=[5, 7, 8, 9],
+                   help="max levels of the far task; the first is the base")
+    p.add_argument("--local-levels", type=int, nargs="+", default=[5, 9],
+                   help="max levels of the local control; the first is the base")
     p.add_argument("--steps", type=int, default=250)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--input-size", default="512x256", help="HxW pixels (training and evaluation)")
     p.add_argument("--lr", type=float, default=0.12)
-    p.add_argument("--ohem", action="store_true", help="the trainer's OHEM loss instead of plain cross-entropy")
+    p.add_argument("--ohem", action=argparse.BooleanOptionalAction, default=True,
+                   help="the trainer's OHEM loss (default) or plain cross-entropy (--no-ohem)")
     p.add_argument("--eval-images", type=int, default=64)
     p.add_argument("--width", type=float, default=0.25, help="encoder width multiplier")
     p.add_argument("--depth", type=float, default=0.3, help="encoder depth multiplier")
@@ -139,6 +146,10 @@ def base_spec(args: argparse.Namespace) -> escale.ESegSpec:
         "decoder.repeats": args.repeats, "num_classes": 4})
 
 
+def task_levels(args: argparse.Namespace) -> dict[str, list[int]]:
+    return {task: (args.levels if task == "far" else args.local_levels) for task in args.tasks}
+
+
 def task_dataset(args: argparse.Namespace, task: str) -> str:
     return dataset_name("cue", args.far_distance if task == "far" else TASKS[task])
 
@@ -151,7 +162,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             name = task_dataset(args, task)
             ds = make_dataset(name, "val", size=size)
             pair = tuple(ds.class_names.index(c) for c in ds.context_classes)
-            for level in args.levels:
+            for level in task_levels(args)[task]:
                 spec = base.with_overrides({"name": f"{base.name}+tiny+max_level={level}",
                                             "decoder.max_level": level})
                 rec = escale.train.train(spec, dataset=name, steps=args.steps, input_size=size,
@@ -171,10 +182,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def summarise(rows: list[dict], tasks: list[str], levels: list[int]) -> dict:
+def summarise(rows: list[dict], task_levels: dict[str, list[int]]) -> dict:
     out: dict = {}
-    lo, hi = levels[0], max(levels)
-    for task in tasks:
+    for task, levels in task_levels.items():
+        lo, hi = levels[0], max(levels)
         mine = [r for r in rows if r["task"] == task]
         out[task] = {f"P{lv}": {k: spread([r[k] for r in mine if r["max_level"] == lv])
                                 for k in ("miou", "context_accuracy", "context_miou", "pixel_acc", "train_seconds")}
@@ -183,7 +194,8 @@ def summarise(rows: list[dict], tasks: list[str], levels: list[int]) -> dict:
             for lv in levels[1:]:
                 out[task][f"P{lv}_minus_P{lo}_{k}"] = t_interval(paired_differences(mine, k, task, lv, lo))
         out[task]["deepest"] = f"P{hi}_minus_P{lo}"
-    if {"far", "local"} <= set(tasks):  # difference in differences: the far effect beyond the local one
+    if {"far", "local"} <= set(task_levels) and out["far"]["deepest"] == out["local"]["deepest"]:
+        lo, hi = task_levels["far"][0], max(task_levels["far"])  # the far effect beyond the local one:
         far = paired_differences(rows, "miou", "far", hi, lo)
         local = paired_differences(rows, "miou", "local", hi, lo)
         if len(far) == len(local):
@@ -191,16 +203,15 @@ def summarise(rows: list[dict], tasks: list[str], levels: list[int]) -> dict:
     return out
 
 
-def verdict(summary: dict, levels: list[int]) -> list[str]:
+def verdict(summary: dict) -> list[str]:
     """The issue's target: far task, deepest beats P5 with a 95% interval above 0; local: the interval holds 0."""
-    key = f"P{max(levels)}_minus_P{levels[0]}_miou"
     lines = []
     if "far" in summary:
-        d = summary["far"][key]
+        d = summary["far"][summary["far"]["deepest"] + "_miou"]
         ok = d["low"] > 0
         lines.append(f"far task: {'MET' if ok else 'MISSED'} (interval {_iv(d)} {'excludes' if ok else 'includes'} 0)")
     if "local" in summary:
-        d = summary["local"][key]
+        d = summary["local"][summary["local"]["deepest"] + "_miou"]
         ok = d["low"] <= 0 <= d["high"]
         lines.append(f"local control: {'MET' if ok else 'MISSED'} (interval {_iv(d)} "
                      f"{'includes' if ok else 'excludes'} 0)")
@@ -227,7 +238,8 @@ def _cell(d: dict, n_all: int) -> str:
 
 def markdown(result: dict) -> str:
     s, cfg = result["summary"], result["config"]
-    n, levels, lo = len(cfg["seeds"]), cfg["levels"], cfg["levels"][0]
+    n = len(cfg["seeds"])
+    levels = {t: cfg["levels"] if t == "far" else cfg.get("local_levels", cfg["levels"]) for t in cfg["tasks"]}
     lines = [f"# How deep the pyramid must go for a far cue (synthetic:task=cue, {cfg['input_size']})", "",
              f"ESeg-Lite-S shape (fused MBConv, no SE, ReLU) shrunk to width {cfg['width']}, depth {cfg['depth']}, "
              f"{cfg['channels']} BiFPN channels x {cfg['repeats']} repeats, head at P3; only decoder.max_level "
@@ -239,7 +251,7 @@ def markdown(result: dict) -> str:
              "| task | levels | params | mIoU % | context acc % | object classes IoU % | train s / run |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for task in cfg["tasks"]:
-        for lv in levels:
+        for lv in levels[task]:
             d = s[task][f"P{lv}"]
             params = next(r["params"] for r in result["runs"] if r["max_level"] == lv)
             lines.append(f"| {task} | P3-P{lv} | {params:,} | {_cell(d['miou'], n)} | "
@@ -247,18 +259,20 @@ def markdown(result: dict) -> str:
                          f"{d['train_seconds']['mean']:.0f} |")
     lines += ["", "Mean ± sample std over seeds (min–max). Context acc: of the object pixels predicted as an "
               "object class, the share given the right one (50% = chance).", "",
-              f"Paired differences vs P{lo} (same seed), mean [95% t interval over seeds, "
+              "Paired differences vs the base level (same seed), mean [95% t interval over seeds, "
               "mean ± t(0.975, n-1)·sd/√n], points:", "",
               "| task | levels | Δ mIoU | Δ context acc | n |", "|---|---|---:|---:|---:|"]
     for task in cfg["tasks"]:
-        for lv in levels[1:]:
+        lo = levels[task][0]
+        for lv in levels[task][1:]:
             dm, dc = s[task][f"P{lv}_minus_P{lo}_miou"], s[task][f"P{lv}_minus_P{lo}_context_accuracy"]
             lines.append(f"| {task} | P{lv} − P{lo} | {_iv(dm)} | {_iv(dc)} | {dm['n']} |")
-    did = s.get(f"far_minus_local_P{max(levels)}_minus_P{lo}_miou")
-    if did:
-        lines += ["", f"Far effect beyond the local one, (far − local) of the P{max(levels)} − P{lo} mIoU "
-                  f"difference, paired by seed: {_iv(did)} points."]
-    lines += ["", "Target (issue #11, item 4): " + "; ".join(verdict(s, levels)) + "."]
+    for key, did in s.items():
+        if key.startswith("far_minus_local_"):
+            diff = key.removeprefix("far_minus_local_").removesuffix("_miou").replace("_minus_", " − ")
+            lines += ["", f"Far effect beyond the local one, (far − local) of the {diff} mIoU difference, "
+                      f"paired by seed: {_iv(did)} points."]
+    lines += ["", "Target (issue #11, item 4): " + "; ".join(verdict(s)) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -276,7 +290,7 @@ def main() -> None:
                          f"{args.threads} intra-op thread(s), load avg {load0:.1f} at start, "
                          f"{os.getloadavg()[0]:.1f} at end",
               "config": vars(args), "wall_seconds": time.perf_counter() - t0,
-              "summary": summarise(rows, args.tasks, args.levels), "runs": rows}
+              "summary": summarise(rows, task_levels(args)), "runs": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"{args.tag}.md").write_text(markdown(result))

@@ -63,19 +63,21 @@ def test_differences_are_paired_by_seed_and_skip_a_missing_partner():
 
 
 def test_summary_and_verdict_for_a_clear_far_effect_and_a_null_control():
-    s = bench.summarise(_rows([0.90, 0.92, 0.88], [0.61, 0.59, 0.60]), ["far", "local"], [5, 9])
+    s = bench.summarise(_rows([0.90, 0.92, 0.88], [0.61, 0.59, 0.60]), {"far": [5, 9], "local": [5, 9]})
     far, local = s["far"]["P9_minus_P5_miou"], s["local"]["P9_minus_P5_miou"]
     assert far["mean"] == pytest.approx(0.30) and far["low"] > 0
     assert local["low"] < 0 < local["high"]
     assert s["far_minus_local_P9_minus_P5_miou"]["mean"] == pytest.approx(0.30)
-    assert bench.verdict(s, [5, 9]) == [
+    assert bench.verdict(s) == [
         f"far task: MET (interval {bench._iv(far)} excludes 0)",
         f"local control: MET (interval {bench._iv(local)} includes 0)"]
-    s = bench.summarise(_rows([0.70, 0.50, 0.66], [0.70, 0.71, 0.72]), ["far", "local"], [5, 9])
-    assert [line.split(" (")[0] for line in bench.verdict(s, [5, 9])] == ["far task: MISSED", "local control: MISSED"]
+    s = bench.summarise(_rows([0.70, 0.50, 0.66], [0.70, 0.71, 0.72]), {"far": [5, 9], "local": [5, 9]})
+    assert [line.split(" (")[0] for line in bench.verdict(s)] == ["far task: MISSED", "local control: MISSED"]
 
 
-def test_the_far_task_name_carries_the_distance():
+def test_the_far_task_name_carries_the_distance_and_each_task_its_levels():
     args = bench.parse_args(["--far-distance", "0.5"])
+    assert bench.task_levels(args) == {"far": [5, 7, 8, 9], "local": [5, 9]} and args.ohem
+    assert not bench.parse_args(["--no-ohem"]).ohem
     assert bench.task_dataset(args, "far") == "synthetic:task=cue,context_distance=0.5"
     assert bench.task_dataset(args, "local") == "synthetic:task=cue,context_distance=0"
