@@ -4,7 +4,7 @@ A controlled experiment on the embedded ``synthetic:task=cue`` dataset (escale/d
 object classes drawn from one appearance distribution, told apart only by the colour of a full-width
 band ``context_distance`` x H above them. The *far* task puts the band 0.6 H above the objects; the
 *local* control puts it right on them (distance 0) and changes nothing else (classes, object rows,
-appearance). Models are identical except ``decoder.max_level`` (far task: P5, P7, P8, P9; local control:
+appearance). Models are identical except ``decoder.max_level`` (far task: P5, P8, P9; local control:
 P5 and P9, the pair its question needs); every (task, level) is trained with each seed, and the runs
 of one seed are paired. Reported per task and level: mIoU and context accuracy
 (of the object pixels predicted as an object class, the share given the right one; 50% = chance), and
@@ -15,10 +15,12 @@ Geometry: H = 512 so that the far cue (0.6 H = 307 px above the objects) is out 
 of this small encoder (the product-side probe: at 128x256 P5 already sees everything, at 512x512 P5-P7
 stay at chance); W = 256 halves the cost and does not change the vertical reach. At 512x256 P5 is
 16x8 cells, P7 4x2, P8 2x1 and P9 1x1 (one feature sees the whole image).
-The trainer's OHEM loss at lr 0.12 (its default is 0.08): at lr 0.08 (OHEM) or 0.05 (plain cross-entropy)
-P8 had not used the cue after 200-250 steps in pilots; with plain cross-entropy at lr 0.12 one run in
-three collapsed to a single object class (reports/context/earlier/cue_512x256_plain_ce.md), and OHEM,
-which keeps the ambiguous object pixels in the loss, rescued the one collapsed far-task run it was tried on. One intra-op thread (on a busy 2-core machine 2 threads ran 20-100x
+Schedule: 350 steps x batch 4, the trainer's OHEM loss, lr 0.12 with a 30% linear warm-up, then cosine.
+Why (reports/context/earlier/): learning the colour -> class rule is a sudden event whose step varies from
+run to run; at 250 steps with a 5% warm-up (plain cross-entropy or OHEM) a quarter to a third of the runs,
+local control included, had not made it and predicted one object class for all objects, which makes a
+paired t interval over 3 seeds useless. In pilots on those failing seeds the longer warm-up and 350 steps
+let them learn; seeds 0-5 were used while choosing this, so the reference run uses fresh seeds 6-8. One intra-op thread (on a busy 2-core machine 2 threads ran 20-100x
 slower); runs alternate task and level inside each seed so that load from other processes hits all alike.
 Writes context_levels.{json,md} to <home>/bench/context/ (ignored by git; `escale paths`), to --out DIR,
 or with --update-reference to the committed reports/context/. Run with ``nice`` on a shared machine.
@@ -53,12 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["far", "local"])
     p.add_argument("--far-distance", type=float, default=TASKS["far"], help="context_distance of the far task")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--levels", type=int, nargs="+", default=[5, 7, 8, 9],
+    p.add_argument("--seeds", type=int, nargs="+", default=[6, 7, 8],
+                   help="default: fresh seeds (0-5 were used while choosing the schedule)")
+    p.add_argument("--levels", type=int, nargs="+", default=[5, 8, 9],
                    help="max levels of the far task; the first is the base")
     p.add_argument("--local-levels", type=int, nargs="+", default=[5, 9],
                    help="max levels of the local control; the first is the base")
-    p.add_argument("--steps", type=int, default=250)
+    p.add_argument("--steps", type=int, default=350)
+    p.add_argument("--warmup-frac", type=float, default=0.3, help="linear warm-up, as a fraction of the steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--input-size", default="512x256", help="HxW pixels (training and evaluation)")
     p.add_argument("--lr", type=float, default=0.12)
@@ -167,6 +171,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                                             "decoder.max_level": level})
                 rec = escale.train.train(spec, dataset=name, steps=args.steps, input_size=size,
                                          batch_size=args.batch_size, lr=args.lr, seed=seed, ohem=args.ohem,
+                                         warmup_steps=round(args.warmup_frac * args.steps),
                                          eval_images=args.eval_images, threads=args.threads)
                 row = {"task": task, "dataset": name, "max_level": level, "seed": seed, "miou": rec.miou,
                        "context_accuracy": context_accuracy(rec.confusion_matrix, pair),
@@ -243,7 +248,8 @@ def markdown(result: dict) -> str:
     lines = [f"# How deep the pyramid must go for a far cue (synthetic:task=cue, {cfg['input_size']})", "",
              f"ESeg-Lite-S shape (fused MBConv, no SE, ReLU) shrunk to width {cfg['width']}, depth {cfg['depth']}, "
              f"{cfg['channels']} BiFPN channels x {cfg['repeats']} repeats, head at P3; only decoder.max_level "
-             f"varies. {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']}, "
+             f"varies. {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']} "
+             f"({100 * cfg.get('warmup_frac', 0.05):.0f}% warm-up), "
              f"{'OHEM' if cfg['ohem'] else 'plain cross-entropy'}, cosine, fresh scenes each step; seeds "
              f"{cfg['seeds']}; {cfg['eval_images']} validation scenes, single scale. Far task: the band "
              f"{cfg['far_distance']} H above the objects; local control: on them (distance 0).", "",
