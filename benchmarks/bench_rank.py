@@ -12,7 +12,8 @@ at 512x256, with its schedule shortened to fit: 300 steps x batch 4 (bench_conte
 afford on a CPU (128x256) P5 features already see the whole image, so the default task cannot tell the
 levels apart, and its traffic-light cue is not learnt at this budget (reports/context/earlier/), which
 leaves two of its eight classes at chance for every variant.
-On the far-cue task width, depth and levels can all change the score.
+On the far-cue task width, depth and levels can all change the score. For contrast, the same run on the
+default task: ``--dataset synthetic --input-size 128x256 --tag rank_streets``.
 Writes rank.{json,md} to <home>/bench/rank/ (ignored by git; `escale paths`), to --out DIR, or with
 --update-reference to the committed reports/rank/. One intra-op thread; run with ``nice`` on a shared machine.
 """
@@ -32,6 +33,7 @@ import torch
 
 import escale
 import escale.train
+from escale.data import make_dataset
 from escale.data.synthetic import dataset_name
 from escale.paths import add_bench_output_arguments, bench_output
 from escale.spec import parse_input_size
@@ -119,15 +121,16 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 # --- runs --------------------------------------------------------------------------------------------------
-def variant_spec(name: str) -> escale.ESegSpec:
-    return escale.preset("ESeg-Lite-S").with_overrides({**VARIANTS[name], "num_classes": 4})
+def variant_spec(name: str, num_classes: int = 4) -> escale.ESegSpec:
+    return escale.preset("ESeg-Lite-S").with_overrides({**VARIANTS[name], "num_classes": num_classes})
 
 
 def run(args: argparse.Namespace) -> list[dict]:
     size, rows = parse_input_size(args.input_size), []
+    num_classes = make_dataset(args.dataset, "val", size=size).num_classes
     for seed in args.seeds:
         for name in args.variants:  # all variants within a seed: load from other processes hits them alike
-            spec = variant_spec(name)
+            spec = variant_spec(name, num_classes)
             rec = escale.train.train(spec, dataset=args.dataset, steps=args.steps, input_size=size,
                                      batch_size=args.batch_size, lr=args.lr, seed=seed, ohem=args.ohem,
                                      warmup_steps=round(args.warmup_frac * args.steps),
