@@ -1,4 +1,5 @@
-"""The procedural dataset: deterministic, any size, and car classes that only far-away context separates."""
+"""The procedural dataset: deterministic, any size, and classes that only context (far, or local in the control)
+separates; options in the dataset name."""
 
 from __future__ import annotations
 
@@ -11,11 +12,20 @@ from escale.data.synthetic import (
     CAR_MOVING,
     CAR_STOPPED,
     CLASS_NAMES,
+    CUE,
     LIGHT,
+    MAX_CONTEXT_DISTANCE,
     MIN_CONTEXT_DISTANCE,
+    OBJECT_BLUE,
+    OBJECT_RED,
+    OBJECT_TOP,
+    SyntheticCue,
     SyntheticStreets,
+    dataset_name,
+    render_cue_scene,
     render_scene,
 )
+from escale.errors import RegistryError
 
 
 def test_same_seed_and_index_give_identical_scenes_and_others_differ():
@@ -87,3 +97,102 @@ def test_wrong_number_of_forced_lights_is_an_error():
     _, _, info = render_scene((64, 128), np.random.SeedSequence([0, 0, 0]))
     with pytest.raises(DatasetError, match="lanes"):
         render_scene((64, 128), np.random.SeedSequence([0, 0, 0]), states=[True] * (len(info["red"]) + 1))
+
+
+# --- options in the name; task=cue (far cue and local control) ------------------------------------------
+def _rows(label: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    return np.flatnonzero(np.isin(label, classes).any(1))
+
+
+def test_plain_name_keeps_the_street_scenes_and_options_select_the_cue_task():
+    assert type(make_dataset("synthetic", size=(64, 64))) is SyntheticStreets
+    assert type(make_dataset("synthetic:task=streets", size=(64, 64))) is SyntheticStreets
+    ds = make_dataset("synthetic:task=cue", split="val", size=(64, 32))
+    assert isinstance(ds, SyntheticCue) and ds.num_classes == 4 and ds.context_distance == MAX_CONTEXT_DISTANCE
+    assert ds.context_classes == ("object-red-cue", "object-blue-cue")
+    local = make_dataset(dataset_name("cue", 0.0), size=(64, 32))
+    assert dataset_name("cue", 0.0) == "synthetic:task=cue,context_distance=0" and local.context_distance == 0.0
+    assert dataset_name() == "synthetic"
+    image, label = local[0]
+    assert image.shape == (3, 64, 32) and label.shape == (64, 32) and int(label.max()) <= 3
+
+
+@pytest.mark.parametrize(("name", "match"), [
+    ("synthetic:task=cars", r"task: 'cars' is unknown \(allowed: streets, cue\)"),
+    ("synthetic:task=cue,distance=0.3", r"option 'distance' is unknown \(allowed: task, context_distance\)"),
+    ("synthetic:task=cue,context_distance=0.7", r"context_distance: '0.7' is not a number in 0..0.6"),
+    ("synthetic:task=cue,context_distance=-0.1", "context_distance"),
+    ("synthetic:task=cue,context_distance=nan", "context_distance"),
+    ("synthetic:task=cue,context_distance=far", "context_distance"),
+    ("synthetic:context_distance=0.3", "only task=cue takes it"),
+    ("synthetic:task", "not a new KEY=VALUE option"),
+    ("synthetic:task=cue,task=streets", "not a new KEY=VALUE option"),
+    ("synthetic:", "not a new KEY=VALUE option"),
+    ("cityscapes:fine=1", "cityscapes takes no options"),
+])
+def test_bad_options_are_one_line_errors(name, match):
+    with pytest.raises(DatasetError, match=match) as err:
+        make_dataset(name, size=(64, 64))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_dataset_with_options_still_lists_the_names():
+    with pytest.raises(RegistryError, match="synthetic"):
+        make_dataset("synthetc:task=cue")
+
+
+def test_cue_scenes_are_determined_by_seed_split_and_index():
+    a = make_dataset("synthetic:task=cue", size=(64, 32), seed=3)
+    b = make_dataset("synthetic:task=cue", size=(64, 32), seed=3)
+    assert torch.equal(a[5][0], b[5][0]) and torch.equal(a[5][1], b[5][1])
+    assert not torch.equal(a[5][0], a[6][0])
+    assert not torch.equal(a[5][0], make_dataset("synthetic:task=cue", size=(64, 32), seed=4)[5][0])
+    assert not torch.equal(a[5][0], make_dataset("synthetic:task=cue", split="val", size=(64, 32), seed=3)[5][0])
+
+
+@pytest.mark.parametrize("distance", [0.6, 0.35, 0.0])
+@pytest.mark.parametrize("h", [64, 200])
+def test_the_cue_band_ends_exactly_the_stated_distance_above_the_objects(distance, h):
+    for i in range(8):
+        _, label, info = render_cue_scene((h, 48), np.random.SeedSequence([0, 0, i]), distance)
+        cue_rows, obj_rows = _rows(label, (CUE,)), _rows(label, (OBJECT_RED, OBJECT_BLUE))
+        assert (label[cue_rows] == CUE).all()  # a full-width band
+        assert cue_rows.max() + 1 == info["cue_rows"][1] and obj_rows.min() == info["object_top"]
+        assert obj_rows.min() - (cue_rows.max() + 1) == round(distance * h)  # rows strictly between them
+        assert obj_rows.min() >= round(OBJECT_TOP[0] * h) and obj_rows.max() < round(0.98 * h) + 1
+
+
+def test_local_control_puts_the_band_on_the_objects_and_only_the_band_moves_with_the_distance():
+    for i in range(6):
+        img_far, lbl_far, _ = render_cue_scene((96, 64), np.random.SeedSequence([1, 0, i]), 0.6)
+        img_loc, lbl_loc, info = render_cue_scene((96, 64), np.random.SeedSequence([1, 0, i]), 0.0)
+        objects = np.isin(lbl_loc, (OBJECT_RED, OBJECT_BLUE))
+        assert (lbl_loc[info["object_top"] - 1] == CUE).all() and objects[info["object_top"]].any()
+        moved = (lbl_far == CUE) | (lbl_loc == CUE)
+        assert (lbl_far[~moved] == lbl_loc[~moved]).all() and (img_far[~moved] == img_loc[~moved]).all()
+
+
+@pytest.mark.parametrize("distance", [0.6, 0.0])
+def test_flipping_the_cue_changes_only_band_pixels_and_flips_every_object_label(distance):
+    for i in range(6):
+        ss = [2, 0, i]
+        img_r, lbl_r, _ = render_cue_scene((80, 64), np.random.SeedSequence(ss), distance, red=True)
+        img_b, lbl_b, _ = render_cue_scene((80, 64), np.random.SeedSequence(ss), distance, red=False)
+        changed_px = (img_r != img_b).any(-1)
+        assert changed_px.any() and (lbl_r[changed_px] == CUE).all()  # only the band looks different
+        assert ((lbl_r == OBJECT_RED) == (lbl_b == OBJECT_BLUE)).all() and (lbl_r == OBJECT_RED).any()
+        assert not (lbl_r == OBJECT_BLUE).any() and not (lbl_b == OBJECT_RED).any()
+        others = ~np.isin(lbl_r, (OBJECT_RED, OBJECT_BLUE))
+        assert (lbl_r[others] == lbl_b[others]).all()
+
+
+def test_both_context_classes_occur_and_follow_the_band_colour():
+    seen = set()
+    for i in range(24):
+        img, label, info = render_cue_scene((64, 32), np.random.SeedSequence([0, 1, i]), 0.6)
+        objects = set(np.unique(label[np.isin(label, (OBJECT_RED, OBJECT_BLUE))]).tolist())
+        assert objects == {OBJECT_RED if info["red"] else OBJECT_BLUE}
+        band = img[label == CUE].astype(float).mean(0)  # (3,) mean RGB of the band
+        assert (band[0] > band[2]) == info["red"]
+        seen |= objects
+    assert seen == {OBJECT_RED, OBJECT_BLUE}

@@ -3,6 +3,7 @@
 >>> from escale.data import make_dataset
 >>> ds = make_dataset("synthetic", split="val", size=(128, 256), seed=0)
 >>> image, label = ds[0]        # (3, 128, 256) float in [0, 1], (128, 256) int64 train ids / 255
+>>> far = make_dataset("synthetic:task=cue,context_distance=0.6", size=(512, 256))  # options ride in the name
 """
 
 from escale.data import ade20k, cityscapes, synthetic  # noqa: F401 - registers the datasets

@@ -6,6 +6,7 @@ and ``label`` an int64 tensor (H, W) of train ids in ``0..num_classes-1`` or ``I
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -62,8 +63,26 @@ _REGISTRY: Registry[Factory] = Registry("dataset", "dataset: ")
 
 
 def register_dataset(name: str, factory: Factory) -> None:
-    """Register ``factory(split=, root=, size=, seed=) -> SegDataset`` under ``name``."""
+    """Register ``factory(split=, root=, size=, seed=) -> SegDataset`` under ``name``; a factory that also
+    takes ``options=`` (a dict of str -> str) accepts ``NAME:KEY=VALUE,...`` names (:func:`split_options`)."""
     _REGISTRY.add(name, factory)
+
+
+def split_options(name: str) -> tuple[str, dict[str, str]]:
+    """``"synthetic:task=cue,context_distance=0.6"`` -> ``("synthetic", {"task": "cue", "context_distance": "0.6"})``.
+
+    Options ride in the name so that every API taking a dataset name (``escale.train(dataset=...)``,
+    checkpoints, records) carries them unchanged.
+    """
+    base, sep, rest = name.partition(":")
+    options: dict[str, str] = {}
+    for item in rest.split(",") if sep else []:
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not (eq and key and value) or key in options:
+            raise DatasetError(f"dataset: {item!r} in {name!r} is not a new KEY=VALUE option "
+                               "(allowed form: NAME:KEY=VALUE,KEY=VALUE)")
+        options[key] = value
+    return base, options
 
 
 def dataset_names() -> list[str]:
@@ -76,15 +95,21 @@ def make_dataset(name: str, split: str = "train", root: str | Path | None = None
 
     ``size`` is (H, W) in pixels: the synthetic scenes are drawn at that size, real images and labels
     are resized to it (bilinear / nearest); ``None`` keeps their native size. ``seed`` only affects
-    the synthetic dataset.
+    the synthetic dataset. ``name`` may carry options, ``NAME:KEY=VALUE,...`` (e.g.
+    ``synthetic:task=cue,context_distance=0.6``), for datasets whose factory takes ``options=``.
     """
+    name, options = split_options(name)
     factory = _REGISTRY[name]  # unknown name: one line listing the available ones
     if size is not None:
         if (not isinstance(size, (tuple, list)) or len(size) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise DatasetError(f"size: {size!r} is not an (H, W) pair of positive integers")
         size = (int(size[0]), int(size[1]))
-    return factory(split=split, root=root, size=size, seed=seed)
+    if not options:
+        return factory(split=split, root=root, size=size, seed=seed)
+    if "options" not in inspect.signature(factory).parameters:
+        raise DatasetError(f"dataset: {name} takes no options (given: {', '.join(options)})")
+    return factory(split=split, root=root, size=size, seed=seed, options=options)
 
 
 # --- file-backed datasets ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``synthetic``: procedural street scenes where two classes differ only by context far away.
+"""``synthetic``: procedural scenes where two classes differ only by context far away.
 
 Every image is drawn from ``(seed, split, index)`` alone (numpy ``SeedSequence``), at any size, with
 no files. A scene, top to bottom (fractions of the image height H):
@@ -21,6 +21,18 @@ must carry a *spatially placed* signal over half the image, which is what extra 
 changes only lamp pixels in the image and only the car labels of that lane. Training needs no scale
 jitter or crop here (``default_scale_range`` is 1-1): every step sees fresh scenes, and a crop could
 cut the lights off.
+
+Options (in the dataset name, ``synthetic:KEY=VALUE,...``; see :func:`dataset_name`):
+
+* ``task=streets`` (default): the scenes above.
+* ``task=cue``: the controlled context experiment. A noisy grey background; a full-width colour band
+  (class ``cue``, red or blue, a fair coin per scene, 6-10% of H high); 1-3 rectangles of random
+  colour and width (1/8-1/4 of W, 10-18% of H high, tops aligned, always in rows 0.72-0.98 H) whose
+  class, ``object-red-cue`` or ``object-blue-cue``, is the band's colour. ``context_distance`` (fraction
+  of H, 0-0.6, default 0.6) is the gap between the band's bottom edge and the objects' top edge:
+  0.6 puts the band at the top of the image (far cue), 0 right on the objects (the local control).
+  Only the band's row changes with the distance: the classes, the objects' rows and every appearance
+  distribution are the same, so a level effect on the far task that is absent at 0 is due to reach.
 """
 
 from __future__ import annotations
@@ -196,7 +208,110 @@ class SyntheticStreets(SegDataset):
         return pixels, torch.from_numpy(label.astype(np.int64))  # (H, W)
 
 
-def _factory(split: str, root: object, size: tuple[int, int] | None, seed: int) -> SyntheticStreets:
+# --- task=cue: one far (or, as the control, local) colour band decides the objects' class ----------------
+CUE_CLASS_NAMES = ("background", "cue", "object-red-cue", "object-blue-cue")
+BACKGROUND, CUE, OBJECT_RED, OBJECT_BLUE = range(len(CUE_CLASS_NAMES))
+CUE_CONTEXT_CLASSES = ("object-red-cue", "object-blue-cue")  # separable only through the band's colour
+CUE_HEIGHT = (0.06, 0.10)  # band height (fraction of H)
+OBJECT_HEIGHT = (0.10, 0.18)  # each object's height (fraction of H)
+OBJECT_TOP = (0.72, 0.80)  # the objects' shared top row (fraction of H): objects lie in rows 0.72-0.98 H
+MAX_CONTEXT_DISTANCE = 0.6  # OBJECT_TOP[0] - CUE_HEIGHT[1] - 0.02: the band never leaves the image
+CUE_NOISE_SIGMA = np.array([18.0, 4.0, 4.0, 4.0], dtype=np.float32)  # per class, 0-255 units
+CUE_RED, CUE_BLUE = (220.0, 40.0, 30.0), (35.0, 70.0, 220.0)
+TASKS = ("streets", "cue")
+
+
+def render_cue_scene(size: tuple[int, int], seed_seq: np.random.SeedSequence, context_distance: float,
+                     red: bool | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Draw one ``task=cue`` scene: ``(image uint8 (H, W, 3), label uint8 (H, W), info)``.
+
+    The band's bottom edge lies ``round(context_distance * H)`` rows above the objects' top edge. ``red``
+    forces the band's colour; by default it is a fair coin from its own stream, so forcing it leaves the
+    rest of the scene unchanged. ``info``: ``cue_rows`` (first, end), ``object_top``, ``red``.
+    """
+    h, w = size
+    layout_ss, cue_ss, noise_ss = seed_seq.spawn(3)
+    rng = np.random.default_rng(layout_ss)
+    if red is None:
+        red = bool(np.random.default_rng(cue_ss).random() < 0.5)
+    img = np.empty((h, w, 3), dtype=np.float32)
+    img[:] = rng.uniform(90, 160) + rng.uniform(-10, 10, 3)  # grey background, slightly tinted
+    lbl = np.full((h, w), BACKGROUND, dtype=np.uint8)
+    top = _px(rng.uniform(*OBJECT_TOP), h)
+    band_end = top - _px(context_distance, h)
+    band_start = max(0, band_end - max(1, _px(rng.uniform(*CUE_HEIGHT), h)))
+    tint = rng.uniform(-15, 15, 3)
+    for _ in range(rng.integers(1, 4)):
+        ow = max(2, _px(rng.uniform(1 / 8, 1 / 4), w))
+        oh = max(2, _px(rng.uniform(*OBJECT_HEIGHT), h))
+        x0 = int(rng.integers(0, w - ow + 1))
+        img[top:top + oh, x0:x0 + ow] = rng.uniform(40, 230, 3)  # any colour: identical for both classes
+        lbl[top:top + oh, x0:x0 + ow] = OBJECT_RED if red else OBJECT_BLUE
+    img[band_start:band_end] = np.asarray(CUE_RED if red else CUE_BLUE) + tint
+    lbl[band_start:band_end] = CUE
+    noise = np.random.default_rng(noise_ss).standard_normal((h, w, 3), dtype=np.float32)
+    img += noise * CUE_NOISE_SIGMA[lbl][..., None]
+    img = img * rng.uniform(0.85, 1.15) + rng.uniform(-15, 15)  # global contrast / brightness
+    info = {"cue_rows": (band_start, band_end), "object_top": top, "red": red}
+    return np.clip(img, 0, 255).astype(np.uint8), lbl, info
+
+
+class SyntheticCue(SyntheticStreets):
+    """``synthetic:task=cue``: the objects' class is the colour of a band ``context_distance`` H above them."""
+
+    class_names = CUE_CLASS_NAMES
+    context_classes = CUE_CONTEXT_CLASSES
+
+    def __init__(self, split: str = "train", size: tuple[int, int] = (128, 256), seed: int = 0,
+                 length: int | None = None, context_distance: float = MAX_CONTEXT_DISTANCE) -> None:
+        super().__init__(split, size, seed, length)
+        self.context_distance = context_distance
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"synthetic index {index} out of range 0..{self.length - 1}")
+        image, label, _ = render_cue_scene(self.size, self.seed_sequence(index), self.context_distance)
+        pixels = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
+        return pixels, torch.from_numpy(label.astype(np.int64))  # (H, W)
+
+
+def dataset_name(task: str = "streets", context_distance: float | None = None) -> str:
+    """The dataset name with options, e.g. ``dataset_name("cue", 0.0)`` -> ``"synthetic:task=cue,context_distance=0"``."""
+    parts = [f"task={task}"] if task != "streets" else []
+    if context_distance is not None:
+        parts.append(f"context_distance={context_distance:g}")
+    return "synthetic" + (":" + ",".join(parts) if parts else "")
+
+
+def parse_options(options: dict[str, object]) -> tuple[str, float | None]:
+    """``{"task": ..., "context_distance": ...}`` (values str or number) -> (task, distance); one-line errors."""
+    unknown = sorted(set(options) - {"task", "context_distance"})
+    if unknown:
+        raise DatasetError(f"synthetic: option {unknown[0]!r} is unknown (allowed: task, context_distance)")
+    task = str(options.get("task", "streets"))
+    if task not in TASKS:
+        raise DatasetError(f"task: {task!r} is unknown (allowed: {', '.join(TASKS)})")
+    if "context_distance" not in options:
+        return task, None
+    if task != "cue":
+        raise DatasetError(f"context_distance: only task=cue takes it (task is {task})")
+    raw = options["context_distance"]
+    try:
+        distance = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        distance = float("nan")
+    if not 0.0 <= distance <= MAX_CONTEXT_DISTANCE:  # also rejects NaN
+        raise DatasetError(f"context_distance: {raw!r} is not a number in 0..{MAX_CONTEXT_DISTANCE} "
+                           "(fraction of H between the cue band and the objects)")
+    return task, distance
+
+
+def _factory(split: str, root: object, size: tuple[int, int] | None, seed: int,
+             options: dict[str, str] | None = None) -> SyntheticStreets:
+    task, distance = parse_options(options or {})
+    if task == "cue":
+        return SyntheticCue(split=split, size=size or (128, 256), seed=seed,
+                            context_distance=MAX_CONTEXT_DISTANCE if distance is None else distance)
     return SyntheticStreets(split=split, size=size or (128, 256), seed=seed)
 
 

@@ -1,0 +1,207 @@
+"""Benchmark: does a short training schedule rank architectures the same way from seed to seed?
+
+A search scores candidates by short training (``escale propose --accuracy short-train``); that is useful
+only if the ranking does not hinge on the seed. This trains six small ESeg-Lite-style variants that span
+encoder width, encoder depth and pyramid levels, each with every seed, all at one fixed resolution and
+schedule, and reports the Spearman rank correlation of their mIoU between each pair of seeds (target: a
+mean >= 0.8) and each variant's mean +- spread.
+
+Task: ``synthetic:task=cue`` with the cue 0.6 H above the objects (the far-cue task of bench_context.py)
+at 512x256, with its schedule shortened to fit: 300 steps x batch 4 (bench_context: 350), lr 0.12 with a
+30% warm-up, the trainer's OHEM loss. Why not the default street scenes: at a resolution a search can
+afford on a CPU (128x256) P5 features already see the whole image, so the default task cannot tell the
+levels apart, and its traffic-light cue is not learnt at this budget (reports/context/earlier/), which
+leaves two of its eight classes at chance for every variant.
+On the far-cue task width, depth and levels can all change the score. For contrast, the same run on the
+default task: ``--dataset synthetic --input-size 128x256 --tag rank_streets``.
+Writes rank.{json,md} to <home>/bench/rank/ (ignored by git; `escale paths`), to --out DIR, or with
+--update-reference to the committed reports/rank/. One intra-op thread; run with ``nice`` on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import escale
+import escale.train
+from escale.data import make_dataset
+from escale.data.synthetic import dataset_name
+from escale.paths import add_bench_output_arguments, bench_output
+from escale.spec import parse_input_size
+
+NAME = "rank"  # reports/NAME is the committed reference
+TARGET = 0.8
+# name -> overrides of ESeg-Lite-S (fused MBConv, ReLU, no SE, head at P3); GMACs at 512x256 in the comment
+VARIANTS = {
+    "w.15-d.3-c12-P5": {"encoder.width": 0.15, "encoder.depth": 0.3, "decoder.channels": 12,
+                        "decoder.repeats": 2, "decoder.max_level": 5},  # 0.14
+    "w.25-d.3-c16-P5": {"encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16,
+                        "decoder.repeats": 2, "decoder.max_level": 5},  # 0.22
+    "w.25-d.3-c16-P7": {"encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16,
+                        "decoder.repeats": 2, "decoder.max_level": 7},  # 0.22
+    "w.15-d.3-c12-P9": {"encoder.width": 0.15, "encoder.depth": 0.3, "decoder.channels": 12,
+                        "decoder.repeats": 2, "decoder.max_level": 9},  # 0.14
+    "w.25-d.2-c16-P9": {"encoder.width": 0.25, "encoder.depth": 0.2, "decoder.channels": 16,
+                        "decoder.repeats": 2, "decoder.max_level": 9},  # 0.18
+    "w.25-d.4-c16-P9": {"encoder.width": 0.25, "encoder.depth": 0.4, "decoder.channels": 16,
+                        "decoder.repeats": 2, "decoder.max_level": 9},  # 0.32
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--dataset", default=dataset_name("cue", 0.6), help="dataset name, options included")
+    p.add_argument("--input-size", default="512x256", help="HxW pixels, the same for every variant")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--warmup-frac", type=float, default=0.3, help="linear warm-up, as a fraction of the steps")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=0.12)
+    p.add_argument("--ohem", action=argparse.BooleanOptionalAction, default=True,
+                   help="the trainer's OHEM loss (default) or plain cross-entropy (--no-ohem)")
+    p.add_argument("--eval-images", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    p.add_argument("--tag", default="rank", help="output file stem")
+    p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
+    add_bench_output_arguments(p, NAME)
+    return p.parse_args(argv)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return bench_output(args, NAME)
+
+
+# --- statistics (pure) -------------------------------------------------------------------------------------
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ascending; tied values share the mean of their ranks."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rho: Pearson's correlation of the ranks (ties averaged); NaN when a side is constant."""
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"spearman: {len(x)} and {len(y)} values (allowed: equal lengths >= 2)")
+    rx, ry = ranks(x), ranks(y)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / (sxx * syy) ** 0.5 if sxx and syy else float("nan")
+
+
+def seed_pair_correlations(scores: dict[str, dict[int, float]], seeds: list[int]) -> dict[str, float]:
+    """``{"0-1": rho, ...}``: Spearman of the variants' scores between every pair of seeds."""
+    names = sorted(scores)
+    return {f"{a}-{b}": spearman([scores[n][a] for n in names], [scores[n][b] for n in names])
+            for a, b in itertools.combinations(seeds, 2)}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+# --- runs --------------------------------------------------------------------------------------------------
+def variant_spec(name: str, num_classes: int = 4) -> escale.ESegSpec:
+    return escale.preset("ESeg-Lite-S").with_overrides({**VARIANTS[name], "num_classes": num_classes})
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    size, rows = parse_input_size(args.input_size), []
+    num_classes = make_dataset(args.dataset, "val", size=size).num_classes
+    for seed in args.seeds:
+        for name in args.variants:  # all variants within a seed: load from other processes hits them alike
+            spec = variant_spec(name, num_classes)
+            rec = escale.train.train(spec, dataset=args.dataset, steps=args.steps, input_size=size,
+                                     batch_size=args.batch_size, lr=args.lr, seed=seed, ohem=args.ohem,
+                                     warmup_steps=round(args.warmup_frac * args.steps),
+                                     eval_images=args.eval_images, threads=args.threads)
+            prof = escale.profile(spec, input_size=size)
+            row = {"variant": name, "seed": seed, "miou": rec.miou, "pixel_acc": rec.pixel_acc,
+                   "iou_per_class": rec.iou_per_class, "train_seconds": rec.train_seconds,
+                   "params": prof.params, "macs": prof.macs, "spec_id": rec.spec_id,
+                   "load_avg": os.getloadavg()[0]}
+            rows.append(row)
+            print(f"{name} seed {seed}: mIoU {100 * rec.miou:.1f}%  ({rec.train_seconds:.0f} s, "
+                  f"load {row['load_avg']:.1f})", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict], seeds: list[int]) -> dict:
+    scores: dict[str, dict[int, float]] = {}
+    for r in rows:
+        scores.setdefault(r["variant"], {})[r["seed"]] = r["miou"]
+    pairs = seed_pair_correlations(scores, seeds)
+    finite = [v for v in pairs.values() if v == v]
+    mean_rho = statistics.fmean(finite) if finite else float("nan")
+    return {"spearman": pairs, "spearman_mean": mean_rho, "target": TARGET, "met": mean_rho >= TARGET,
+            "variants": {n: spread([s[k] for k in seeds]) for n, s in scores.items()}}
+
+
+def markdown(result: dict) -> str:
+    s, cfg = result["summary"], result["config"]
+    by = {r["variant"]: r for r in result["runs"]}
+    lines = [f"# Rank stability of short-schedule training ({cfg['dataset']}, {cfg['input_size']})", "",
+             f"Six ESeg-Lite-style variants (fused MBConv, ReLU, no SE, head at P3), seeds {cfg['seeds']}; "
+             f"{cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']} "
+             f"({100 * cfg['warmup_frac']:.0f}% warm-up), "
+             f"{'OHEM' if cfg['ohem'] else 'plain cross-entropy'}, cosine; {cfg['eval_images']} validation "
+             "scenes, single scale; the same resolution and schedule for every variant.", "",
+             f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s.", "",
+             "| variant | params | GMACs | mIoU % mean ± std (min–max) | rank of the mean |",
+             "|---|---:|---:|---:|---:|"]
+    means = {n: d["mean"] for n, d in s["variants"].items()}
+    order = ranks([means[n] for n in cfg["variants"]])
+    for n, rank in zip(cfg["variants"], order, strict=True):
+        d = s["variants"][n]
+        lines.append(f"| {n} | {by[n]['params']:,} | {by[n]['macs'] / 1e9:.2f} | {100 * d['mean']:.1f} ± "
+                     f"{100 * d['std']:.1f} ({100 * d['min']:.1f}–{100 * d['max']:.1f}) | {rank:g} |")
+    lines += ["", "Spearman's ρ of the variants' mIoU between seeds (ties share ranks): "
+              + ", ".join(f"seeds {k}: {v:.2f}" for k, v in s["spearman"].items())
+              + f"; mean {s['spearman_mean']:.2f} (target ≥ {s['target']}: {'MET' if s['met'] else 'MISSED'}).",
+              "", "Rank 1 = lowest mIoU."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = parse_args()
+    out = output_dir(args)
+    if args.render_only:
+        result = json.loads((out / f"{args.tag}.json").read_text())
+        (out / f"{args.tag}.md").write_text(markdown(result))
+        print(markdown(result))
+        return
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    rows = run(args)
+    result = {"machine": f"{platform.machine()} {os.cpu_count()} cores (shared), torch {torch.__version__}, "
+                         f"{args.threads} intra-op thread(s), load avg {load0:.1f} at start, "
+                         f"{os.getloadavg()[0]:.1f} at end",
+              "config": vars(args), "wall_seconds": time.perf_counter() - t0,
+              "summary": summarise(rows, args.seeds), "runs": rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.tag}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
