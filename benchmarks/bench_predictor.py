@@ -154,7 +154,8 @@ def evaluate_table(label: str, path: Path, spaces: list[str], tests: dict, cache
 
     table = load_table(path)
     why = table.mismatch(table_fingerprint(table))
-    cal_dict, cal_wall_s = run_calibrate(path, out / "home" / label, budget_s)
+    with tempfile.TemporaryDirectory() as home:  # a first calibration's caches stay out of the report folder
+        cal_dict, cal_wall_s = run_calibrate(path, Path(home) / label, budget_s)
     cal = MachineCalibration.from_dict({k: v for k, v in cal_dict.items() if k != "path"}, cal_dict["path"])
     k_macs = statistics.median(a["measured_ms"] / profile(a_spec(a, table), input_size=table.input_size).macs
                                for a in cal.anchors)
