@@ -112,7 +112,8 @@ def compile_reason(device: str) -> str | None:
 
 
 def probe(device: str) -> dict[str, Any]:
-    """What can run on ``device`` here: ``cuda`` (None or why not), per backend (None or why not), ``compile``."""
+    """What can run on ``device`` here: ``cuda`` (None or why not), per backend (None or why not), ``compile``;
+    and the numerics tolerance per precision (max |out - ref| / max |ref|)."""
     from escale.profiler.latency import get_backend
     from escale.profiler.latency.torch_backend import cuda_reason
 
@@ -124,5 +125,7 @@ def probe(device: str) -> dict[str, Any]:
             continue
         ok, why = b.is_available(device)
         backends[name] = None if ok else why
+    from escale.profiler.latency.onnxrt import NUMERICS_TOLERANCE
+
     return {"cuda": cuda_reason() if device == "cuda" else None, "backends": backends,
-            "compile": compile_reason(device)}
+            "compile": compile_reason(device), "numerics_tolerance": dict(NUMERICS_TOLERANCE)}

@@ -106,10 +106,12 @@ def render(record: dict[str, Any]) -> str:
               *_table(["part", "status", "seconds", "attempts", "reason"],
                       [[p["name"], p["status"], _f(p["seconds"], ".1f"), str(p["attempts"]), p.get("reason") or ""]
                        for p in record["parts"]])]
+    tol = (record.get("probe") or {}).get("numerics_tolerance") or {}
+    allowed = ", ".join(f"{k} {v:g}" for k, v in tol.items()) or "see each row"
     lines += ["## Numerics", "", "Each path's logits on the benchmark input (seed 0) are compared with CPU eager "
-              "fp32 of the same folded model (seed-0 weights): max |out - ref| / max |ref|. Allowed: fp32 1e-3, "
-              "tf32 1e-2, fp16 3e-2 (`escale.profiler.latency.onnxrt.NUMERICS_TOLERANCE`, where the choice is "
-              "explained). The share of pixels whose argmax class agrees is recorded beside it.", ""]
+              f"fp32 of the same folded model (seed-0 weights): max |out - ref| / max |ref|. Allowed: {allowed} "
+              "(`escale.profiler.latency.onnxrt.NUMERICS_TOLERANCE`, where the choice is explained). The share "
+              "of pixels whose argmax class agrees is recorded beside it.", ""]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ import copy
 import gc
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,10 @@ def run_model(spec: dict[str, Any], paths: list[dict[str, Any]], device: str, in
             row = {"status": "failed", "reason": one_line(exc)}
             info["restart"] = device == "cuda"
         _event(stream, event="done", path=path["name"], seconds=time.perf_counter() - t0, **row)
-        _release(device)
+        try:
+            _release(device)
+        except Exception:  # noqa: BLE001 - e.g. a CUDA error surfacing at the synchronisation
+            info["restart"] = True
         if info["restart"]:
             break
     return info
@@ -158,8 +162,8 @@ def _release(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
-    if hasattr(torch, "_dynamo"):
-        torch._dynamo.reset()  # compiled graphs of one path are not reused by the next
+    if "torch._dynamo" in sys.modules:  # a path compiled: its graphs are not reused by the next
+        torch._dynamo.reset()
 
 
 def run_train(model: str, device: str, input_size: list[int], batch: int, steps: int,

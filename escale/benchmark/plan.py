@@ -193,6 +193,9 @@ def build_plan(settings: BenchSettings, probe: dict[str, Any]) -> tuple[list[Par
                                    "reason": "GPU, driver, clocks, library versions"}]
     by_kind: dict[str, list[Part]] = {k: [] for k in PART_KINDS}
     by_kind["env"].append(Part("env", "env"))
+    tol = probe.get("numerics_tolerance") or {}
+    tolerances = "max |diff| / max |ref| <= " + ", ".join(f"{v:g} {k}" for k, v in tol.items()) if tol else \
+        "tolerance per precision"
     for model in settings.models:
         parts: dict[str, Part] = {}
         for path in paths_for(settings.device):
@@ -204,7 +207,7 @@ def build_plan(settings: BenchSettings, probe: dict[str, Any]) -> tuple[list[Par
                 parts.setdefault(path.kind, Part(part, path.kind, model)).paths.append(path)
         rows.append({"check": f"{model} numerics", "part": "(every path)", "model": model,
                      "status": "would run" if parts else "skipped",
-                     "reason": "each path's logits against CPU eager fp32, tolerance per precision" if parts
+                     "reason": f"each path's logits against CPU eager fp32 ({tolerances})" if parts
                      else "no path of this model runs here"})
         for kind, part in parts.items():
             by_kind[kind].append(part)
