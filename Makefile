@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench bench-all report clean
+.PHONY: demo test test-all lint bench bench-all report gpu-bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench-all: bench
 	$(BIN)/python benchmarks/bench_latency.py
 	$(BIN)/python benchmarks/bench_context.py
 	$(BIN)/python benchmarks/bench_predictor.py
+
+# On a GPU machine, with the Python that has torch (no venv, no network: see README "GPU benchmark").
+# Writes reports/gpu/<gpu>-<date>.json and .md; ends within 8 minutes.
+GPU_BENCH_OUT ?= reports/gpu
+gpu-bench:
+	$(PY) -m escale benchmark --out $(GPU_BENCH_OUT)
 
 clean:
 	rm -rf $(VENV)

@@ -238,3 +238,19 @@ def test_measure_latency_isolated(tiny_spec):
     res = measure_latency(tiny_spec, backend="onnxruntime", input_size=(64, 64), threads=1, config=QUICK)
     assert res.env["isolated"] and res.env["allocator"]["MALLOC_ARENA_MAX"] == "1"
     assert res.details["max_abs_diff"] <= 1e-4 and res.details["intra_op_num_threads"] == 1
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_output_fn_gives_the_paths_output(tiny_spec, backend):
+    """``Measurement.output_fn`` runs the timed path once more: its output is the eager model's."""
+    from escale.profiler.latency.fold import build_folded
+    from escale.profiler.latency.onnxrt import compare_outputs
+
+    model, _ = build_folded(tiny_spec)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = model(x)
+    b = get_backend(backend)
+    m = b.measure(model, x, spec=tiny_spec, device="cpu", precision="fp32", threads=1, config=QUICK,
+                  options=b.check("cpu", "fp32", {}))
+    assert compare_outputs(m.output_fn(), ref)["rel_diff"] < 1e-4

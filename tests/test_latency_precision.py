@@ -119,6 +119,30 @@ def test_cudnn_benchmark_is_set_and_restored():
     assert torch.backends.cudnn.benchmark is True
 
 
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True), ("fp16", None)])
+def test_cuda_output_fn_runs_once_more_under_the_precisions_settings(monkeypatch, precision, tf32):
+    """``Measurement.output_fn`` (escale benchmark's numerics) runs the timed callable with the same TF32 setting
+    and returns a copy of its output (a CUDA graph's static output is overwritten by the next replay)."""
+    monkeypatch.setattr(tb, "cuda_peak_memory", lambda fn, dev: (fn(), MemoryEstimate(0, 0, "fake"))[1])
+    monkeypatch.setattr(tb, "CudaEventTimer", lambda: wall_timer)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    static, seen = torch.zeros(3), []
+
+    def step() -> torch.Tensor:
+        seen.append(flags())
+        return static.add_(1)
+
+    m = tb._measure_cuda(step, torch.device("cpu"), precision, QUICK, {"cuda_graphs": False, "compile": False}, {})
+    calls, caller = len(seen), flags()
+    out = m.output_fn()
+    assert len(seen) == calls + 1 and out.tolist() == [calls + 1.0] * 3
+    static.add_(1)
+    assert out.tolist() == [calls + 1.0] * 3  # a copy
+    if tf32 is not None:
+        assert seen[-1]["tf32_conv"] is tf32 and seen[-1]["cudnn_benchmark"] is True
+    assert flags() == caller
+
+
 @pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True), ("fp16", None), ("bf16", None)])
 def test_cuda_timing_runs_every_call_under_the_precisions_settings(monkeypatch, precision, tf32):
     """The torch backend's CUDA path (first call, peak memory, timed runs) with a CPU step and fake CUDA timer."""
@@ -306,6 +330,14 @@ def test_tensorrt_output_within_tolerance_passes_and_is_recorded(run_engine):
     assert trt.context.calls == 1 + QUICK.warmup_runs + QUICK.min_runs and m.peak_mem_mb == 3
     m, _ = run(ref + 5e-3 * scale, precision="tf32")  # 10x fp32's tolerance, half tf32's
     assert m.details["numerics"]["tolerance"] == NUMERICS_TOLERANCE["tf32"]
+
+
+def test_tensorrt_output_fn_runs_the_engine_once_more(run_engine):
+    run, ref = run_engine
+    m, trt = run(ref, check_numerics=False)
+    calls = trt.context.calls
+    out = m.output_fn()
+    assert trt.context.calls == calls + 1 and torch.equal(out, ref)
 
 
 def test_tensorrt_output_past_tolerance_raises_before_timing(run_engine):

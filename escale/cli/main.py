@@ -46,6 +46,7 @@ def _show_note(message, category, filename, lineno, file=None, line=None) -> Non
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write reports
     with warnings.catch_warnings():
         warnings.simplefilter("default", SpecNote)
         warnings.showwarning = _show_note

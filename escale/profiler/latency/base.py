@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,18 @@ DEVICES = ("cpu", "cuda")
 
 @dataclass
 class Measurement:
-    """What a backend's ``measure`` returns: timing, and peak memory where the backend measures it."""
+    """What a backend's ``measure`` returns: timing, and peak memory where the backend measures it.
+
+    ``output_fn`` (where the backend sets it) runs the timed path once more, with the same settings, and
+    returns its output on the example (a tensor or array), for a caller's numerics check (``escale
+    benchmark``); nothing runs unless it is called. It keeps the path's model, session or engine alive.
+    """
 
     stats: TimingStats
     peak_mem_mb: float | None = None
     peak_mem_method: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    output_fn: Callable[[], Any] | None = None
 
 
 class LatencyBackend:

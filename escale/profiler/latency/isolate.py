@@ -83,6 +83,15 @@ _BOOT = ("import importlib.util, sys; "
          "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.main(sys.argv[2:]))")
 
 
+def child_command(request: Path, result: Path) -> list[str]:
+    """The command line of a child that calls the request's target and writes RESULT (see :func:`main`)."""
+    return [sys.executable, "-c", _BOOT, __file__, str(request), str(result)]
+
+
+def write_request(path: Path, target: str, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps({"target": target, "payload": payload}))
+
+
 def run_in_child(target: str, payload: dict[str, Any], *, threads: int | None = None,
                  timeout_s: float | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Call ``target`` (``"package.module:function"``) with ``**payload`` in a fresh child process.
@@ -92,9 +101,9 @@ def run_in_child(target: str, payload: dict[str, Any], *, threads: int | None = 
     """
     with tempfile.TemporaryDirectory(prefix="escale-child-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request.write_text(json.dumps({"target": target, "payload": payload}))
+        write_request(request, target, payload)
         try:
-            proc = subprocess.run([sys.executable, "-c", _BOOT, __file__, str(request), str(result)],
+            proc = subprocess.run(child_command(request, result),
                                   env=child_env(threads, env), capture_output=True, text=True,
                                   timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired:

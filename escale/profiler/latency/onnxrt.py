@@ -242,7 +242,8 @@ class OnnxRuntimeBackend(LatencyBackend):
             details["max_abs_diff"] = check_numerics(model, runner, example, options["atol"])
         if device == "cuda" and "CUDAExecutionProvider" not in runner.providers:
             raise BackendUnavailableError("onnxruntime: the CUDA provider did not load (session fell back to CPU)")
-        return Measurement(stats=time_callable(runner.bind(example), config), details=details)
+        return Measurement(stats=time_callable(runner.bind(example), config), details=details,
+                           output_fn=lambda: runner.run(example)[0])
 
 
 def export_spec_onnx(spec: Any, path: str | Path, input_size: tuple[int, int], batch: int = 1, opset: int = OPSET,

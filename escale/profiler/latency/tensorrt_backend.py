@@ -30,6 +30,7 @@ follows NVIDIA's documented Python API (TensorRT 8.6-10.x, with the 11.x changes
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -265,8 +266,17 @@ class TensorRTBackend(LatencyBackend):
         stats = time_callable(step, config, timer=CudaEventTimer(stream))
         mem = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", 0)
         details.update(tensorrt=trt.__version__, gpu=torch.cuda.get_device_name())
+        # the engine, context and I/O buffers (whose addresses the context holds) live as long as output_fn
+        output_fn = functools.partial(_run_once, step, stream, output, (engine, context, buffers))
         return Measurement(stats=stats, peak_mem_mb=mem / MB, peak_mem_method="tensorrt engine device memory",
-                           details=details)
+                           details=details, output_fn=output_fn)
+
+
+def _run_once(step: Any, stream: Any, output: torch.Tensor, keep_alive: tuple) -> torch.Tensor:
+    """One more inference; a copy of the output buffer."""
+    step()
+    stream.synchronize()
+    return output.clone()
 
 
 def export_spec_engine(spec: Any, path: str | Path, input_size: tuple[int, int], batch: int = 1,

@@ -168,7 +168,8 @@ class TorchBackend(LatencyBackend):
                                    if options["channels_last"] else "contiguous"}
         if device != "cuda":
             _first_call(step)
-            return Measurement(stats=time_callable(step, config), details=details)
+            return Measurement(stats=time_callable(step, config), details=details,
+                               output_fn=lambda: step().detach().clone())
         return _measure_cuda(step, dev, precision, config, options, details)
 
     def versions(self) -> dict[str, str]:
@@ -200,7 +201,15 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
             fn = _capture_graph(step)
             details["cuda_graphs"] = True
         stats = time_callable(fn, config, timer=CudaEventTimer())
-    return Measurement(stats=stats, peak_mem_mb=mem.peak_mb, peak_mem_method=mem.method, details=details)
+
+    def output() -> torch.Tensor:  # the timed callable (graph replay included) under the same settings
+        with tf32_mode(TF32.get(precision)), cudnn_benchmark(True):
+            out = fn().detach().clone()  # a graph's static output is overwritten by the next replay
+            torch.cuda.synchronize()
+        return out
+
+    return Measurement(stats=stats, peak_mem_mb=mem.peak_mb, peak_mem_method=mem.method, details=details,
+                       output_fn=output)
 
 
 def _capture_graph(step: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
