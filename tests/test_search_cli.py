@@ -40,14 +40,14 @@ def test_propose_prints_writes_specs_and_study_show_reads_it(setup, tmp_path: Pa
             "--out", str(tmp_path / "out"), "--seed", "0"]
     assert main([*args, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and all(r["predicted_latency_ms"] <= budget and r["accuracy_objective"] == "proxy" for r in rows)
+    assert rows and all(r["predicted_latency_ms"] <= budget and r["accuracy_objective"] == "paper-trend" for r in rows)
     assert [r["miou"] for r in rows] == sorted((r["miou"] for r in rows), reverse=True)
     for r in rows:
         spec = escale.ESegSpec.from_file(r["spec_file"])
         assert spec.spec_id == r["spec_id"] and r["nearest_preset"] in escale.spec.TABLE3
     assert main(args) == 0  # resumes: the table form, nothing new to run
     out = capsys.readouterr().out
-    assert "ESeg proposals" in out and "proxy" in out and "nearest preset" in out
+    assert "ESeg proposals" in out and "paper-trend" in out and "nearest preset" in out
     assert main(["study", "show", "cli", "--storage", db, "--format", "json"]) == 0
     front = json.loads(capsys.readouterr().out)
     assert {r["spec_id"] for r in front} == {r["spec_id"] for r in rows}
