@@ -67,7 +67,14 @@ def run_one(args: argparse.Namespace, pruner: str, storage: str) -> dict:
     """One study in this process (1 thread); returns its trials as plain rows."""
     import torch
 
-    from escale.search import LatencyPredictor, StudyConfig, TrainSettings, load_table, run_study, space_from_dict
+    from escale.search import (
+        LatencyPredictor,
+        StudyConfig,
+        TrainSettings,
+        load_table,
+        run_study,
+        space_from_dict,
+    )
     from escale.search.proxy import trend_miou
 
     torch.set_num_threads(1)
