@@ -35,6 +35,7 @@ import optuna
 from optuna.trial import TrialState
 
 from escale.errors import BackendUnavailableError, EscaleError, SpecError, StudyStoppedError
+from escale.search.callbacks import MaxEvaluated, Streaks, fail_stale, finished
 from escale.search.guard import GUARD_ATTR, apply_guard, latency_guard
 from escale.search.objectives import (
     ACCURACY_ALIASES,
@@ -58,7 +59,6 @@ __all__ = ["CONSTRAINT", "MODES", "PRUNERS", "Outcome", "StudyConfig", "check_fe
 CONSTRAINT = "latency_over_budget_ms"
 MODES = ("budget", "front")
 PRUNERS = ("sha", "hyperband", "none")
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # finished trials that count towards --trials
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Study attributes that must match when a study is resumed (the rest is informative).
 RESUME_KEYS = ("mode", "cost_axis", "budget_ms", "backend", "device", "precision", "input_size", "space_params",
@@ -280,35 +280,6 @@ class CandidateFailed(Exception):
     """One candidate could not be evaluated (its message is the trial's ``error``); the study goes on."""
 
 
-class _Streaks:
-    """Stop the study after ``max_failures`` FAIL trials in a row, or ``max_rejections`` rejections in a row."""
-
-    def __init__(self, max_failures: int, max_rejections: int | None) -> None:
-        self.max_failures, self.max_rejections = max_failures, max_rejections
-        self.failures = self.rejections = 0
-        self.last_error: str | None = None
-        self.fastest: float | None = None
-        self.stopped: str | None = None  # "failures" or "rejections"
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        ua = trial.user_attrs
-        latency = ua.get("latency_ms", ua.get("predicted_latency_ms"))
-        if latency is not None:
-            self.fastest = latency if self.fastest is None else min(self.fastest, latency)
-        failed = trial.state == TrialState.FAIL
-        rejected = trial.state == TrialState.PRUNED and "rejected_reason" in ua
-        self.failures = self.failures + 1 if failed else 0
-        self.rejections = self.rejections + 1 if rejected else 0
-        if failed:
-            self.last_error = ua.get("error") or "no message"
-        if self.failures >= self.max_failures:
-            self.stopped = "failures"
-            study.stop()
-        elif self.max_rejections and self.rejections >= self.max_rejections:
-            self.stopped = "rejections"
-            study.stop()
-
-
 def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None,
               on_trial: Callable[[optuna.trial.FrozenTrial, int], None] | None = None,
               on_start: Callable[[optuna.Trial], None] | None = None) -> optuna.Study:
@@ -325,15 +296,15 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
     study = open_study(cfg)
     check_feasible(cfg)
     apply_guard(cfg, study.user_attrs.get(GUARD_ATTR))
-    if _finished(study) >= n_trials:
+    if finished(study) >= n_trials:
         return study
-    _fail_stale(study)  # optimize() does this before each trial too; here so a finished study is seen as such
-    if _finished(study) >= n_trials:
+    fail_stale(study)  # optimize() does this before each trial too; here so a finished study is seen as such
+    if finished(study) >= n_trials:
         return study
-    streaks = _Streaks(cfg.max_failures, cfg.max_rejections or max(50, 10 * n_trials))
-    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [_MaxEvaluated(n_trials), streaks]
+    streaks = Streaks(cfg.max_failures, cfg.max_rejections or max(50, 10 * n_trials))
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [MaxEvaluated(n_trials), streaks]
     if on_trial is not None:
-        callbacks.append(lambda s, t: on_trial(t, _finished(s)))
+        callbacks.append(lambda s, t: on_trial(t, finished(s)))
     objective = _Objective(cfg, evaluate or evaluate_candidate, on_start)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: its `error` attribute says it
@@ -347,34 +318,8 @@ def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None
                                 f"{shown_url(storage_url(cfg.storage, cfg.name))}")
     if streaks.stopped == "rejections":
         raise EscaleError(_infeasible_message(cfg, streaks.rejections, streaks.fastest,
-                                              _finished(study, (TrialState.COMPLETE,))))
+                                              finished(study, (TrialState.COMPLETE,))))
     return study
-
-
-def _fail_stale(study: optuna.Study) -> None:
-    """Fail the trials of dead workers (heartbeat older than the grace period) and queue each again once."""
-    with warnings.catch_warnings():  # a no-op for storages without heartbeats (journal files)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-def _finished(study: optuna.Study, states: tuple[TrialState, ...] = COUNTED) -> int:
-    """Trials in ``states``; PRUNED ones count only when a pruner stopped them (not latency rejections)."""
-    trials = study.get_trials(deepcopy=False, states=states)
-    return sum(t.state != TrialState.PRUNED or "rejected_reason" not in t.user_attrs for t in trials)
-
-
-class _MaxEvaluated:
-    """Optuna's ``MaxTrialsCallback(n, states=(COMPLETE, PRUNED))``, except that candidates rejected over
-    budget (PRUNED too, so the sampler learns the constraint) do not count: a filter on states alone
-    cannot tell them from trials a pruner stopped at a rung."""
-
-    def __init__(self, n_trials: int) -> None:
-        self.n_trials = n_trials
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if _finished(study) >= self.n_trials:
-            study.stop()
 
 
 class _Objective:
