@@ -143,7 +143,8 @@ def markdown(result: dict) -> str:
              f"trials); short training {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']}, "
              f"{100 * cfg['warmup_frac']:.0f}% warm-up, OHEM; {cfg['eval_images']} validation scenes; pruner "
              f"{cfg['pruner']} (reduction factor 3) on {cfg['rungs']} evaluation rungs.", "",
-             f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s (both studies side by side).", "",
+             f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s (both studies side by side). "
+             f"Command: `python benchmarks/bench_search.py{_changed(cfg)}`.", "",
              "| study | best feasible candidate (mIoU) | training steps | complete / pruned / rejected | wall s |",
              "|---|---|---:|---|---:|"]
     for st in result["studies"]:
@@ -161,6 +162,13 @@ def markdown(result: dict) -> str:
               f"Spearman's rho against short-train mIoU over the {s['n_fully_trained']} candidates the unpruned "
               f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _changed(cfg: dict) -> str:
+    """The arguments of a run that differ from the defaults, as command-line flags."""
+    defaults = vars(parse_args([]))
+    skip = {"out", "update_reference", "render_only"}
+    return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and defaults.get(k) != v)
 
 
 def main() -> None:
