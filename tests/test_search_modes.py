@@ -173,3 +173,11 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_hyperband_pruner_runs_on_the_same_rungs(tmp_path: Path) -> None:
+    cfg = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, pruner="hyperband",
+                 train=TrainSettings(steps=100, rungs=3))
+    assert cfg.make_pruner().__class__.__name__ == "HyperbandPruner"
+    study = run_study(cfg, 8, evaluate=macs_budget_evaluate)
+    assert study.user_attrs["pruner"] == "hyperband" and study.best_trial.constraints[CONSTRAINT] <= 0
