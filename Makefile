@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,postgres]'   # postgres: the driver for tests/test_search_storage.py
 	$(BIN)/pip install -q --no-deps 'cityscapesscripts>=2.2'   # labels.py only: see pyproject.toml
 	touch $(STAMP)
 

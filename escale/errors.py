@@ -22,6 +22,12 @@ class BackendUnavailableError(EscaleError, RuntimeError):
     """A backend (TensorRT, CUDA, fvcore, ...) cannot run on this machine."""
 
 
+class StudyStoppedError(EscaleError, RuntimeError):
+    """A study stopped itself (e.g. its candidates failed K times in a row); the CLI exits 1, not 2."""
+
+    exit_code = 1
+
+
 class CheckpointError(EscaleError, RuntimeError):
     """A checkpoint file is missing or does not match the model."""
 

@@ -32,7 +32,7 @@ def drifting(factor: float):  # noqa: ANN201 - an Evaluator
         predicted = cfg.predictor.predict(spec).latency_ms
         measured = factor * MacsPredictor().predict(spec).latency_ms
         attrs = {"predicted_latency_ms": predicted, "latency_ms": measured, "miou": 50.0, "macs": 1, "params": 1,
-                 "accuracy_objective": "proxy"}
+                 "accuracy_objective": "paper-trend"}
         return Outcome(attrs, [50.0, measured])
     return evaluate
 
@@ -92,7 +92,7 @@ def test_propose_prints_the_guard_once(tmp_path: Path, monkeypatch, capsys) -> N
         measured = 0.5 * cfg.predictor.inner.predict(spec).latency_ms if hasattr(cfg.predictor, "inner") else (
             0.5 * predicted)
         return Outcome({"predicted_latency_ms": predicted, "latency_ms": measured, "miou": 50.0, "macs": 1,
-                        "params": 1, "accuracy_objective": "proxy"}, [50.0, measured])
+                        "params": 1, "accuracy_objective": "paper-trend"}, [50.0, measured])
 
     monkeypatch.setattr(study_mod, "evaluate_candidate", evaluate)
     args = ["propose", "--space", str(space_file), "--input-size", "64x128", "--trials", "5", "--lut", str(lut),

@@ -106,7 +106,7 @@ def test_propose_logs_a_line_per_trial_names_the_running_trial_and_keeps_json_cl
     assert lines[0].startswith("escale: no latency table onnxruntime-cpu-fp32-64x128-t1.json in ")
     trial_lines = [ln for ln in lines if ln.startswith("propose: trial ")]
     assert len(trial_lines) == 3 and all(LINE.match(ln) for ln in trial_lines), err
-    assert trial_lines[-1].endswith("[3/3 complete, " + trial_lines[-1].rsplit(", ", 1)[1])
+    assert trial_lines[-1].endswith("[3/3 evaluated, " + trial_lines[-1].rsplit(", ", 1)[1])
     evaluated = [i for i, e in enumerate(events) if e.startswith("evaluate trial-")]
     assert len(evaluated) == 3
     for i in evaluated:  # the status set just before each evaluation names that very trial

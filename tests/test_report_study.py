@@ -132,3 +132,19 @@ def test_cli_plot_study_and_report_with_study(study_db, tmp_path, capsys):
     assert main(["plot", "study", "missing", "--storage", storage]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'missing' not found" in err
+
+
+def test_latency_axis_says_measured_or_predicted_backend_and_threads_and_long_titles_wrap(tmp_path):
+    from escale.report import plot_study_front
+    from escale.report.study import mode_line
+
+    study = make_study(f"sqlite:///{tmp_path / 'p.db'}", "a-rather-long-study-name-" * 4)
+    for key, value in {"measure": False, "backend": "onnxruntime", "device": "cpu", "threads": 1,
+                       "input_size": [512, 1024], "accuracy_objective": "proxy"}.items():
+        study.set_user_attr(key, value)
+    label = cost_axis(study)[1]
+    assert label == "Latency (ms, predicted, onnxruntime/cpu, 1 thread, 512×1024)"
+    assert mode_line(study) == "front mode, paper-trend"
+    fig = plot_study_front(trials_frame(study), label, study.study_name)
+    title = fig.get_suptitle()
+    assert max(len(line) for line in title.splitlines()) <= 60 and "mIoU vs. Latency" in title.replace("\n", " ")

@@ -40,14 +40,14 @@ def test_propose_prints_writes_specs_and_study_show_reads_it(setup, tmp_path: Pa
             "--out", str(tmp_path / "out"), "--seed", "0"]
     assert main([*args, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and all(r["predicted_latency_ms"] <= budget and r["accuracy_objective"] == "proxy" for r in rows)
+    assert rows and all(r["predicted_latency_ms"] <= budget and r["accuracy_objective"] == "paper-trend" for r in rows)
     assert [r["miou"] for r in rows] == sorted((r["miou"] for r in rows), reverse=True)
     for r in rows:
         spec = escale.ESegSpec.from_file(r["spec_file"])
         assert spec.spec_id == r["spec_id"] and r["nearest_preset"] in escale.spec.TABLE3
     assert main(args) == 0  # resumes: the table form, nothing new to run
     out = capsys.readouterr().out
-    assert "ESeg proposals" in out and "proxy" in out and "nearest preset" in out
+    assert "ESeg proposals" in out and "paper-trend" in out and "nearest preset" in out
     assert main(["study", "show", "cli", "--storage", db, "--format", "json"]) == 0
     front = json.loads(capsys.readouterr().out)
     assert {r["spec_id"] for r in front} == {r["spec_id"] for r in rows}
@@ -106,3 +106,25 @@ def test_propose_runs_below_the_top_level_and_names_the_collapsed_levels(tmp_pat
     assert "# P6 is 1x1 at 32x64" in Path(six[0]["spec_file"]).read_text()
     assert main(args) == 0  # the table says it too
     assert "Rank 1: P6 is 1x1 at 32x64" in capsys.readouterr().out
+
+
+def test_propose_short_train_budget_mode_end_to_end(setup, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    space_file, lut, budget = setup
+    db = str(tmp_path / "st.db")
+    args = ["propose", "--space", str(space_file), "--input-size", "64x128", "--budget-ms", "1000", "--trials", "2",
+            "--lut", str(lut), "--no-measure", "--storage", db, "--study-name", "st", "--out", str(tmp_path / "o"),
+            "--seed", "0", "--accuracy", "short-train", "--dataset", "synthetic", "--train-size", "64x64",
+            "--train-steps", "4", "--batch", "2", "--eval-images", "2", "--rungs", "1", "--device", "cpu"]
+    assert main([*args, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["accuracy_objective"] == "short-train" for r in rows)
+    study = escale.search.load_study("st", db)
+    assert study.user_attrs["mode"] == "budget" and study.user_attrs["train"]["input_size"] == [64, 64]
+    assert all(set(t.intermediate_values) == {2} for t in study.trials)  # one rung, at half the steps
+    assert main([*args, "--train-steps", "8"]) == 2  # resuming with other training settings: one line
+    assert "was made with train=" in capsys.readouterr().err
+    assert main(["study", "show", "st", "--storage", db]) == 0
+    out = capsys.readouterr().out
+    assert "budget mode" in out and "short-train" in out and "64x64" in out
+    assert main(["plot", "study", "st", "--storage", db, "--out", str(tmp_path / "plot")]) == 0
+    assert (tmp_path / "plot.png").is_file()

@@ -49,13 +49,13 @@ def config(tmp_path: Path, **kw: object) -> StudyConfig:
     return StudyConfig(space_from_dict(TINY), **{**base, **kw})
 
 
-def test_study_with_proxy_and_macs_resumes_without_losing_trials(tmp_path: Path) -> None:
+def test_study_with_paper_trend_and_macs_resumes_without_losing_trials(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     study = run_study(cfg, 3)
     first = {t.number: (t.params, t.values) for t in study.trials}
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     t0 = study.trials[0]
-    assert TRIAL_ATTRS <= set(t0.user_attrs) and t0.user_attrs["accuracy_objective"] == "proxy"
+    assert TRIAL_ATTRS <= set(t0.user_attrs) and t0.user_attrs["accuracy_objective"] == "paper-trend"
     assert t0.values == [t0.user_attrs["miou"], t0.user_attrs["macs"]]
     assert t0.user_attrs["macs"] == escale.profile(cfg.space.to_spec(t0.params), input_size=SIZE).macs
     assert STUDY_ATTRS <= set(study.user_attrs) and study.user_attrs["cost_axis"] == "macs"
@@ -70,8 +70,9 @@ def test_study_with_proxy_and_macs_resumes_without_losing_trials(tmp_path: Path)
 
 
 def test_budget_rejects_before_training_and_constrains(tmp_path: Path) -> None:
-    cfg = config(tmp_path, cost="latency", budget_ms=20.0, predictor=MacsPredictor(), max_rejections=200)
-    study = run_study(cfg, 3)
+    cfg = config(tmp_path, cost="latency", budget_ms=20.0, predictor=MacsPredictor(), max_rejections=200,
+                 mode="front")
+    study = run_study(cfg, 6)
     states = {t.state for t in study.trials}
     assert TrialState.COMPLETE in states
     for t in study.trials:
@@ -83,7 +84,8 @@ def test_budget_rejects_before_training_and_constrains(tmp_path: Path) -> None:
             assert lat <= 20 and t.values == [t.user_attrs["miou"], lat]
     assert all(t.state == TrialState.COMPLETE for t in study.best_trials)
     with pytest.raises(EscaleError, match=r"--budget-ms: 5 ms is below anything .* smallest corner is predicted at"):
-        run_study(config(tmp_path, cost="latency", budget_ms=5.0, predictor=MacsPredictor(), study_name="u"), 2)
+        run_study(config(tmp_path, cost="latency", budget_ms=5.0, predictor=MacsPredictor(), study_name="u",
+                         mode="front"), 2)
 
 
 def test_presets_are_enqueued_first(tmp_path: Path) -> None:
@@ -107,7 +109,7 @@ def test_storage_errors_are_one_line_without_password(tmp_path: Path) -> None:
 def fake_evaluate(spec: escale.ESegSpec, cfg: StudyConfig) -> Outcome:
     """A stand-in evaluation without torch, so a worker process starts in about a second."""
     miou, macs = 70.0 + 10 * spec.encoder.width, float(spec.encoder.width * spec.decoder.channels * 1e6)
-    return Outcome({"miou": miou, "accuracy_objective": "proxy", "macs": int(macs), "params": 1}, [miou, macs])
+    return Outcome({"miou": miou, "accuracy_objective": "paper-trend", "macs": int(macs), "params": 1}, [miou, macs])
 
 
 WORKER = """
@@ -146,6 +148,7 @@ def test_sigkilled_worker_loses_only_its_trial(tmp_path: Path) -> None:
         time.sleep(0.1)
     os.kill(worker.pid, signal.SIGKILL)  # mid-trial: trial 2 is RUNNING
     worker.wait()
+    time.sleep(3)  # its heartbeat is now older than the grace period (2 s)
     cfg = StudyConfig(space_from_dict(TINY), input_size=SIZE, cost="macs", measure=False,
                       storage=str(tmp_path / "w.db"), study_name="w", heartbeat_s=1, grace_s=2)
     before = optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path / 'w.db'}").trials
@@ -181,3 +184,15 @@ def test_short_train_objective_reports_miou_in_percent(tmp_path: Path) -> None:
     assert t.user_attrs["accuracy_objective"] == "short-train" and t.user_attrs["train_steps"] == 2
     assert 0.0 <= t.user_attrs["miou"] <= 100.0 and t.values[0] == t.user_attrs["miou"]
     assert t.user_attrs["train_input_size"] == [64, 64]
+
+
+def test_budget_mode_short_train_reports_rungs_to_the_pruner(tmp_path: Path) -> None:
+    from escale.search import TrainSettings
+
+    cfg = config(tmp_path, accuracy="short-train", cost="latency", budget_ms=1e6, predictor=MacsPredictor(),
+                 train=TrainSettings(steps=4, input_size=(64, 64), batch_size=2, eval_images=2, rungs=1))
+    study = run_study(cfg, 2)
+    assert study.user_attrs["train"]["input_size"] == [64, 64] and study.user_attrs["pruner"] == "sha"
+    for t in study.trials:
+        assert t.intermediate_values and set(t.intermediate_values) == {2}  # the rung at half the steps
+        assert t.user_attrs["train_steps_done"] in (2, 4)

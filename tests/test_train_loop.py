@@ -159,3 +159,20 @@ def test_the_package_is_callable_as_escale_train(tiny_spec):
     assert callable(package)
     with pytest.raises(SpecError, match="steps"):
         package(tiny_spec, steps=0)  # forwards to escale.train.train (argument check, no training)
+
+
+def test_on_eval_reports_at_rungs_and_may_stop_the_run(tiny_spec):
+    seen = []
+    rec = escale.train.train(tiny_spec, steps=4, eval_every=2, on_eval=lambda s, m: seen.append((s, m)), **FAST)
+    assert [s for s, _ in seen] == [2] and 0.0 <= seen[0][1] <= 1.0 and rec.steps == 4  # not at the last step
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: int, miou: float) -> None:
+        raise Stop(step)
+
+    with pytest.raises(Stop):
+        escale.train.train(tiny_spec, steps=4, eval_every=1, on_eval=stop, **FAST)
+    with pytest.raises(SpecError, match="eval_every: 0 is not a positive integer"):
+        escale.train.train(tiny_spec, steps=4, eval_every=0, on_eval=stop, **FAST)

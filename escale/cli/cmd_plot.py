@@ -124,9 +124,11 @@ def run_paper(args: argparse.Namespace) -> int:
 
 def run_study(args: argparse.Namespace) -> int:
     from escale.report import cost_axis, load_study, plot_study_front, save_figure, study_budget, trials_frame
+    from escale.report.study import mode_line
 
     study = load_study(args.name, args.storage)
-    fig = plot_study_front(trials_frame(study), cost_axis(study)[1], args.name, budget=study_budget(study))
+    fig = plot_study_front(trials_frame(study), cost_axis(study)[1], f"{args.name} ({mode_line(study)})",
+                           budget=study_budget(study))
     return _written(save_figure(fig, args.out or default_out(f"study-{args.name}")))
 
 

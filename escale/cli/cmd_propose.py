@@ -17,13 +17,22 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     """Arguments shared by commands that run a study."""
     p.add_argument("--space", required=True, help="search space YAML, e.g. spaces/eseg-lite.yaml")
     p.add_argument("--budget-ms", type=float, default=None, help="latency budget in ms (a constraint)")
+    p.add_argument("--mode", default=None, help="budget (default with --budget-ms): maximise mIoU subject to "
+                   "latency <= budget, pruning poor short-train candidates early; front (default without a budget): "
+                   "two objectives (mIoU, cost), the Pareto front, no pruning (Optuna does not prune multi-objective "
+                   "studies)")
+    p.add_argument("--pruner", default=None, help="budget mode: sha (SuccessiveHalving, default), hyperband or none; "
+                   "it acts on the mIoU short-train reports at --rungs evaluations")
     p.add_argument("--backend", default="onnxruntime", help="latency backend (default: onnxruntime)")
-    p.add_argument("--device", default="cpu", help="device (default: cpu)")
+    p.add_argument("--device", default="cpu", help="device for latency and training (default: cpu)")
     p.add_argument("--precision", default="fp32", help="precision (default: fp32)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for latency (default: 1)")
     p.add_argument("--input-size", default="512x1024", metavar="HxW", help="input size (default: 512x1024)")
-    p.add_argument("--trials", type=int, default=20, help="complete trials the study should hold (default: 20)")
-    p.add_argument("--accuracy", default="proxy", help="accuracy objective: proxy (default) or short-train")
+    p.add_argument("--trials", type=int, default=20, help="evaluated trials the study should hold: complete or "
+                   "pruned at a rung; candidates rejected over budget do not count (default: 20)")
+    p.add_argument("--accuracy", default="paper-trend", help="accuracy objective: paper-trend (default; an instant "
+                   "Cityscapes estimate from the paper's FLOPs trend, a monotone function of MACs) or short-train "
+                   "(mIoU measured after short training); 'proxy' is the old name of paper-trend")
     p.add_argument("--cost", default="latency", help="cost axis: latency (default), macs or params")
     p.add_argument("--lut", default=None, help="latency table JSON for screening (default: the first "
                    "<backend>-<device>-<precision>-<HxW>-t<threads>.json in <home>/lut-local/, then the committed "
@@ -33,10 +42,26 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-calibrate", action="store_true", help="refuse a table made on another machine that has "
                    "no calibration for this one (default: calibrate it first, about 30 s)")
     p.add_argument("--no-measure", action="store_true", help="do not measure candidates (predictions only)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite <home>/studies/<name>.db)")
+    p.add_argument("--storage", default=None, help="sqlite:///FILE.db, postgresql://USER@HOST:PORT/DB (pip install "
+                   "'escale[postgres]'), journal:FILE or FILE.log (Optuna journal file, for a shared filesystem) "
+                   "(default: sqlite <home>/studies/<name>.db)")
     p.add_argument("--study-name", default=None, help="study name (default: derived from the settings)")
-    p.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
-    p.add_argument("--seed", type=int, default=None, help="sampler seed")
+    p.add_argument("--max-failures", type=int, default=5, help="stop (exit 1) after this many failed trials in a "
+                   "row (default: 5)")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed (and training seed)")
+    t = p.add_argument_group("short-train (--accuracy short-train; the same for every candidate of a study)")
+    t.add_argument("--dataset", default="synthetic", help="synthetic (default; options like "
+                   "synthetic:task=cue,context_distance=0.6), cityscapes or ade20k")
+    t.add_argument("--data-root", default=None, metavar="PATH", help="folder of the cityscapes/ade20k files")
+    t.add_argument("--train-size", default=None, metavar="HxW", help="training crop of every candidate (default: "
+                   "the dataset's, synthetic 128x256)")
+    t.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
+    t.add_argument("--batch", type=int, default=2, help="training batch (default: 2)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the dataset's)")
+    t.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of the steps)")
+    t.add_argument("--rungs", type=int, default=3, help="budget mode with a pruner: evaluations during training "
+                   "the pruner judges (default: 3, i.e. every quarter)")
+    t.add_argument("--eval-images", type=int, default=16, help="validation images per evaluation (default: 16)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,16 +87,20 @@ def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, impor
     space = load_space(args.space)
     predictor = load_predictor(args.lut, args.backend, args.device, args.precision, size, args.threads,
                                calibration=args.calibration)
+    train = TrainSettings(steps=args.train_steps, seed=args.seed or 0, dataset=args.dataset, device=args.device,
+                          data_root=args.data_root, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
+                          eval_images=args.eval_images, rungs=args.rungs,
+                          input_size=parse_input_size(args.train_size) if args.train_size else None)
     return StudyConfig(space=space, input_size=size, cost=args.cost, budget_ms=args.budget_ms,
                        accuracy=args.accuracy, backend=args.backend, device=args.device, precision=args.precision,
-                       threads=args.threads, predictor=predictor, measure=not args.no_measure,
-                       train=TrainSettings(steps=args.train_steps, seed=args.seed or 0),
-                       study_name=args.study_name, storage=args.storage, seed=args.seed)
+                       threads=args.threads, predictor=predictor, measure=not args.no_measure, train=train,
+                       study_name=args.study_name, storage=args.storage, seed=args.seed, mode=args.mode,
+                       pruner=args.pruner, max_failures=args.max_failures)
 
 
 def run(args: argparse.Namespace) -> int:
     from escale.search.proposals import propose
-    from escale.search.study import check_feasible, open_study
+    from escale.search.study import check_feasible, open_study, shown_url, storage_url
 
     cfg = study_config(args)
     cfg.check()  # bad settings fail before any calibration
@@ -80,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     check_feasible(cfg)
     _say_table(cfg.predictor, args, cfg.input_size)
     with progress.reporter(live=args.format == "table") as rep:
-        task = rep.task("propose", total=args.trials, unit="complete")
+        task = rep.task("propose", total=args.trials, unit="evaluated")
         plan = _plan(cfg)
 
         def on_start(trial) -> None:  # noqa: ANN001 - an optuna.Trial, about to be evaluated
@@ -92,7 +121,12 @@ def run(args: argparse.Namespace) -> int:
             if trial.user_attrs.get("latency_guard"):  # set on the one trial at which the guard fired
                 progress.note(trial.user_attrs["latency_guard"])
 
-        frame = propose(cfg, args.trials, top=args.top, out_dir=args.out, on_trial=on_trial, on_start=on_start)
+        try:
+            frame = propose(cfg, args.trials, top=args.top, out_dir=args.out, on_trial=on_trial, on_start=on_start)
+        except KeyboardInterrupt:
+            progress.note(f"interrupted: the running trial ended as FAIL; finished trials are kept in "
+                          f"{shown_url(storage_url(cfg.storage, cfg.name))} (run the same command to resume)")
+            return 130
     show(frame, args.format, cfg)
     return 0
 
@@ -141,7 +175,11 @@ def _plan(cfg) -> str:  # noqa: ANN001 - a StudyConfig
         steps.append("predicting latency")
     if cfg.measure and (cfg.cost == "latency" or cfg.budget_ms is not None):
         steps.append(f"measuring {cfg.backend}/{cfg.device}")
-    steps.append("training" if cfg.accuracy == "short-train" else f"{cfg.accuracy} mIoU")
+    if cfg.accuracy == "short-train":
+        h, w = cfg.train.input_size or (0, 0)
+        steps.append(f"training {cfg.train.steps} steps at {h}x{w} on {cfg.train.dataset}")
+    else:
+        steps.append(f"{cfg.accuracy} mIoU")
     return ", ".join(steps) + " ..."
 
 
@@ -153,8 +191,10 @@ def outcome(trial) -> str:  # noqa: ANN001 - a FrozenTrial
         ms = ua.get("latency_ms", ua.get("predicted_latency_ms"))
         lat = f", {ms:.1f} ms" if isinstance(ms, (int, float)) else ""
         return f"{head} complete: mIoU {trial.values[0]:.1f}{lat}, {ua.get('macs', 0) / 1e9:.2f} G MACs"
+    if trial.state.name == "PRUNED" and ua.get("rejected_reason"):
+        return f"{head} rejected: {ua['rejected_reason']}"
     if trial.state.name == "PRUNED":
-        return f"{head} rejected: {ua.get('rejected_reason', 'pruned')}"
+        return f"{head} pruned at step {ua.get('pruned_at_step', '?')} (mIoU below the rung's cut)"
     return f"{head} {trial.state.name.lower()}" + (f": {ua['error']}" if ua.get("error") else "")
 
 
@@ -175,14 +215,22 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
                     r["nearest_preset"], r["spec_file"]])
     h, w = cfg.input_size
     budget = f"budget {cfg.budget_ms:g} ms" if cfg.budget_ms is not None else "no budget"
-    caption = (f"Study {cfg.name}: {cfg.backend}/{cfg.device}/{cfg.precision}, {cfg.threads} thread(s), input "
-               f"{h}x{w}, {budget}, cost axis {cfg.cost}. mIoU from '{cfg.accuracy}'"
-               + (" (a Cityscapes estimate from the paper's FLOPs trend, not a measurement)" if cfg.accuracy == "proxy"
-                  else " (short training)")
+    mode = (f"budget mode (max mIoU s.t. latency <= budget, pruner {cfg.pruner})" if cfg.mode == "budget"
+            else f"front mode (max mIoU, min {cfg.cost})")
+    caption = (f"Study {cfg.name}: {mode}; {cfg.backend}/{cfg.device}/{cfg.precision}, {cfg.threads} thread(s), "
+               f"input {h}x{w}, {budget}, cost axis {cfg.cost}. mIoU from '{cfg.accuracy}'"
+               + (" (a Cityscapes estimate from the paper's FLOPs trend, not a measurement)"
+                  if cfg.accuracy == "paper-trend" else _train_note(cfg.train))
                + ". FLOPs are multiply-adds at the input size. pred./meas.: latency predicted from the kernel table"
                + (f" (calibrated for this machine: {cfg.predictor.machine.source})"
                   if getattr(cfg.predictor, "machine", None) is not None else "")
                + " / measured."
                + "".join(f"\nRank {i}: {r['input_size_note']}" for i, r in enumerate(rows, start=1)
                          if isinstance(r.get("input_size_note"), str)))
-    render.table(f"ESeg proposals — {budget}", SHOWN, out, caption)
+    render.table(f"ESeg proposals — {cfg.mode} mode, {budget}", SHOWN, out, caption)
+
+
+def _train_note(train) -> str:  # noqa: ANN001 - a TrainSettings
+    h, w = train.input_size or (0, 0)
+    return (f" (short training: {train.dataset}, {train.steps} steps x batch {train.batch_size} at {h}x{w}, "
+            f"{train.device})")

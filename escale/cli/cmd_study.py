@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                           "with --all, rejected and failed ones included.",
                                           "escale study show my-study --all"))
     show.add_argument("name", help="study name")
-    show.add_argument("--storage", default=None, help="Optuna storage URL (default: <home>/studies/<name>.db)")
+    show.add_argument("--storage", default=None, help="Optuna storage: a URL (sqlite:///, postgresql://), journal:FILE "
+                      "or FILE.log (default: <home>/studies/<name>.db)")
     show.add_argument("--all", action="store_true", help="every trial, rejected and failed ones included")
     show.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
     show.set_defaults(func=_show)
@@ -47,12 +48,26 @@ def _show(args: argparse.Namespace) -> int:
     out = [_row(r) for r in rows]
     ua = study.user_attrs
     size = "x".join(map(str, ua.get("input_size", [])))
-    caption = (f"{ua.get('space')} on {ua.get('backend')}/{ua.get('device')}, input {size}, budget "
-               f"{ua.get('budget_ms')} ms, cost axis {ua.get('cost_axis')}; {len(study.trials)} trials. mIoU "
-               f"'proxy' = estimate from the paper's FLOPs trend, 'short-train' = measured after short training.")
-    title = f"Study {args.name} — " + ("all trials" if args.all else "feasible Pareto front")
+    budget_mode = len(study.directions) == 1
+    mode = (f"budget mode (max mIoU s.t. latency <= budget, pruner {ua.get('pruner')})" if budget_mode
+            else "front mode (max mIoU, min cost)")
+    caption = (f"{mode}; {ua.get('space')} on {ua.get('backend')}/{ua.get('device')}, {ua.get('threads')} "
+               f"thread(s), input {size}, budget {ua.get('budget_ms')} ms, cost axis {ua.get('cost_axis')}; "
+               f"{len(study.trials)} trials. mIoU from '{ua.get('accuracy_objective')}': 'paper-trend' (formerly "
+               "'proxy') = estimate from the paper's FLOPs trend, 'short-train' = measured after short training"
+               f"{_train_line(ua.get('train'))}. pred./meas. ms: latency predicted by the kernel table / measured.")
+    shown = "feasible trials, best mIoU first" if budget_mode else "feasible Pareto front"
+    title = f"Study {args.name} — " + ("all trials (rejected: why, in the note)" if args.all else shown)
     render.table(title, COLUMNS, out, caption)
     return 0
+
+
+def _train_line(train: dict | None) -> str:
+    if not train:
+        return ""
+    size = "x".join(map(str, train.get("input_size") or [])) or "?"
+    return (f" ({train.get('dataset')}, {train.get('steps')} steps x batch {train.get('batch_size')} at {size}, "
+            f"{train.get('device')})")
 
 
 def _missing(v: object) -> bool:
@@ -70,6 +85,8 @@ def _row(r: dict) -> list[str]:
 
     levels = "-" if _missing(r.get("min_level")) else f"P{int(r['min_level'])}-P{int(r['max_level'])}"
     note = next((str(r[k]) for k in ("rejected_reason", "error") if not _missing(r.get(k))), "")
+    if not note and not _missing(r.get("pruned_at_step")):
+        note = f"pruned at step {int(r['pruned_at_step'])}"
     note = note or ("pareto" if r.get("pareto") is True else "")
     return [str(r["trial"]), r["state"].lower(), text("preset"), f("width", "g"), f("depth", "g"), text("block"),
             f("channels", ".0f"), f("repeats", ".0f"), levels, f("miou", ".1f"), text("accuracy_objective"),
@@ -80,9 +97,9 @@ def _list(args: argparse.Namespace) -> int:
     import optuna
 
     from escale.paths import studies_dir
-    from escale.search.study import open_storage, shown_url
+    from escale.search.storage import normalise, open_storage, shown_url
 
-    urls = [args.storage] if args.storage else [f"sqlite:///{p}" for p in sorted(studies_dir().glob("*.db"))]
+    urls = [normalise(args.storage)] if args.storage else [f"sqlite:///{p}" for p in sorted(studies_dir().glob("*.db"))]
     rows = []
     for url in urls:
         for s in optuna.get_all_study_summaries(storage=open_storage(url, None)):

@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         if os.environ.get("ESCALE_DEBUG"):
             raise
         print(f"escale: error: {exc}", file=sys.stderr)  # one line; ESCALE_DEBUG=1 for the traceback
-        return EXIT_USAGE
+        return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("escale: interrupted", file=sys.stderr)
         return 130

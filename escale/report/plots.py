@@ -11,6 +11,8 @@ Save with :func:`escale.report.style.save_figure` (PDF + PNG).
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -309,7 +311,8 @@ def plot_study_front(frame, cost_label: str = "Cost", title: str = "Study", budg
         ax.set_xlabel(cost_label)
         objectives = set(frame["accuracy"].dropna()) if "accuracy" in frame else set()
         ax.set_ylabel(f"mIoU (%, {objectives.pop()})" if len(objectives) == 1 else "mIoU (%)")
-        fig.suptitle(f"Study {title}: mIoU vs. {cost_label.split(' (')[0]}, {len(frame)} trials")
+        heading = f"Study {title}: mIoU vs. {cost_label.split(' (')[0]}, {len(frame)} trials"
+        fig.suptitle("\n".join(textwrap.wrap(heading, 60, break_long_words=True)))  # long names wrap, never clip
         _legend_below(fig, handles, ncol=min(len(handles), 3))
         freeze_layout(fig)
         labels = [(r["cost"], r["miou"], str(r["preset"]), family_color("ESeg")) for _, r in presets.iterrows()]

@@ -37,6 +37,8 @@ def _cost_spec(study) -> tuple[str, str, float]:
     for name in candidates:
         if name in COST_AXES:
             column, label, divisor = COST_AXES[name]
+            if column == "latency_ms" and _latency_source(study):
+                label = f"{label[:-1]}, {_latency_source(study)})"  # measured or predicted, where, how
             if isinstance(size, (list, tuple)) and len(size) == 2:
                 label = f"{label[:-1]}, {size[0]}×{size[1]})"  # the study's input size
             return column, label, divisor
@@ -57,6 +59,24 @@ def settings_line(study) -> str:
     parts = [f"{k}={'x'.join(map(str, attrs[k])) if isinstance(attrs[k], list) else attrs[k]}"
              for k in keys if attrs.get(k) is not None]
     return ", ".join(parts)
+
+
+def _latency_source(study) -> str:
+    """``measured, onnxruntime/cpu, 1 thread`` (or ``predicted``): where a study's latency axis comes from."""
+    ua = study.user_attrs
+    how = {True: "measured", False: "predicted"}.get(ua.get("measure"), "")
+    threads = ua.get("threads")
+    where = "/".join(str(ua[k]) for k in ("backend", "device") if ua.get(k))
+    parts = [how, where, f"{threads} thread{'s' if threads != 1 else ''}" if threads else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def mode_line(study) -> str:
+    """``budget mode, short-train`` / ``front mode, paper-trend``: what produced a study's numbers."""
+    mode = study.user_attrs.get("mode") or ("budget" if len(study.directions) == 1 else "front")
+    accuracy = study.user_attrs.get("accuracy_objective")
+    accuracy = "paper-trend" if accuracy == "proxy" else accuracy
+    return f"{mode} mode" + (f", {accuracy}" if accuracy else "")
 
 
 def budget(study) -> float | None:
@@ -91,9 +111,10 @@ def trials_frame(study):
     from escale.search.results import trial_row  # the one reader of a trial's user attributes
 
     divisor = _cost_spec(study)[2]
+    axis = study.user_attrs.get("cost_axis")  # budget-mode trials carry their cost in attributes, not values
     rows = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        r = trial_row(t)
+        r = trial_row(t, axis)
         rows.append({"trial": r["trial"], "miou": r["miou"], "cost": _scale(r["cost"], divisor),
                      "latency_ms": r["latency_ms"], "gmacs": r["gmacs"], "params_m": r["params_m"],
                      "preset": r["preset"], "accuracy": r["accuracy_objective"], "feasible": r["feasible"],

@@ -2,7 +2,7 @@
 
 >>> from escale.search import load_space, StudyConfig, run_study, pareto_frame
 >>> space = load_space("spaces/eseg-lite.yaml")
->>> study = run_study(StudyConfig(space, input_size=(512, 1024), cost="macs"), n_trials=20)
+>>> study = run_study(StudyConfig(space, input_size=(512, 1024), cost="macs"), n_trials=20)  # front mode
 >>> pareto_frame(study)                       # pandas DataFrame of the feasible Pareto front
 >>> table = build_table([space.base], (512, 1024))   # kernel latency table (ONNX Runtime, CPU)
 >>> LatencyPredictor(table).predict(space.base).latency_ms
@@ -15,8 +15,8 @@ from importlib import import_module
 from typing import Any
 
 from escale.search.objectives import ACCURACY_OBJECTIVES, COST_AXES, TrainSettings
-from escale.search.proxy import proxy_miou
-from escale.search.results import fastest_seen, nearest_preset, pareto_frame, trials_frame
+from escale.search.proxy import proxy_miou, trend_miou
+from escale.search.results import best_trials, fastest_seen, nearest_preset, pareto_frame, trials_frame
 from escale.search.space import SearchSpace, SpaceError, load_space, space_from_dict
 from escale.search.study import Outcome, StudyConfig, evaluate_candidate, load_study, open_study, run_study
 
@@ -34,9 +34,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ACCURACY_OBJECTIVES", "COST_AXES", "Kernel", "LatencyPredictor", "LatencyTable", "Outcome", "Prediction",
+    "ACCURACY_OBJECTIVES", "COST_AXES", "best_trials", "Kernel", "LatencyPredictor", "LatencyTable", "Outcome", "Prediction",
     "SearchSpace", "SpaceError", "StudyConfig", "TrainSettings", "build_table", "evaluate_candidate",
     "fastest_seen", "load_predictor", "load_space", "load_study", "load_table", "model_kernels",
     "nearest_preset", "open_study", "pareto_frame", "propose", "proxy_miou", "run_study", "space_from_dict",
-    "trials_frame",
+    "trend_miou", "trials_frame",
 ]

@@ -1,7 +1,8 @@
-"""What a study measures per candidate: accuracy (proxy or short training) and cost (latency, MACs, params).
+"""What a study measures per candidate: accuracy (paper-trend estimate or short training) and cost
+(latency, MACs, params).
 
 The two heavy objectives come from other packages and are imported lazily, so a study that needs
-neither (proxy accuracy, MACs or params cost) runs without them:
+neither (paper-trend accuracy, MACs or params cost) runs without them:
 
 - ``short-train``: :func:`escale.train.train` (short-schedule training, mIoU on its validation split);
 - measured latency: :func:`escale.profiler.latency.measure_latency` (the shared timing methodology).
@@ -9,22 +10,32 @@ neither (proxy accuracy, MACs or params cost) runs without them:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from escale.errors import BackendUnavailableError, SpecError
+from escale.errors import BackendUnavailableError, SpecError, SpecNote
+from escale.search.proxy import OBJECTIVE as PAPER_TREND
 from escale.search.proxy import proxy_miou
 from escale.spec import ESegSpec
 
-ACCURACY_OBJECTIVES = ("proxy", "short-train")
+ACCURACY_OBJECTIVES = (PAPER_TREND, "short-train")
+ACCURACY_ALIASES = {"proxy": PAPER_TREND}  # deprecated names -> current ones
 COST_AXES = ("latency", "macs", "params")
 COST_UNITS = {"latency": "latency_ms", "macs": "macs", "params": "params"}
+TRAIN_DATASETS = ("synthetic", "cityscapes", "ade20k")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Short-schedule training for ``--accuracy short-train``. ``input_size`` None: the smallest square
-    crop the space's largest ``max_level`` allows (2**max_level), at least 64."""
+    """Short-schedule training for ``--accuracy short-train``, the same for every candidate of a study.
+
+    ``input_size`` (H, W) is the training crop of every candidate (None: the dataset's protocol crop,
+    resolved by :func:`check_training`); ``lr``/``warmup_steps``/``ohem`` None: the dataset's defaults.
+    ``rungs`` > 0 evaluates the model ``rungs`` times during training (every ``steps // (rungs + 1)``
+    steps) so a pruner can stop a poor candidate early; 0 evaluates at the end only.
+    """
 
     steps: int = 100
     input_size: tuple[int, int] | None = None
@@ -32,9 +43,33 @@ class TrainSettings:
     seed: int = 0
     dataset: str = "synthetic"
     device: str = "cpu"
+    data_root: str | None = None
+    lr: float | None = None
+    warmup_steps: int | None = None
+    ohem: bool | None = None
+    eval_images: int = 16
+    rungs: int = 0
+    threads: int | None = None
+
+    @property
+    def eval_every(self) -> int | None:
+        """Steps between intermediate evaluations (None: no rungs)."""
+        return max(1, self.steps // (self.rungs + 1)) if self.rungs else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["input_size"] = list(self.input_size) if self.input_size else None
+        return d
+
+
+def canonical_accuracy(objective: str) -> str:
+    """The current name of an accuracy objective; a deprecated alias gives one :class:`SpecNote`."""
+    if objective in ACCURACY_ALIASES:
+        new = ACCURACY_ALIASES[objective]
+        warnings.warn(SpecNote(f"--accuracy {objective} is now called {new} (an estimate from the paper's "
+                               "FLOPs trend); the old name will go"), stacklevel=2)
+        return new
+    return objective
 
 
 def check_accuracy(objective: str) -> None:
@@ -46,7 +81,32 @@ def check_accuracy(objective: str) -> None:
             from escale.train import train  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailableError(f"--accuracy short-train: escale.train is not available ({exc}); "
-                                          "use --accuracy proxy") from None
+                                          f"use --accuracy {PAPER_TREND}") from None
+
+
+def check_training(cfg: TrainSettings) -> TrainSettings:
+    """Check dataset, data root, device and sizes before the first trial; returns the settings with the
+    training size resolved (the dataset's protocol crop when None)."""
+    from escale.data import make_dataset
+    from escale.data.base import split_options
+    from escale.train.loop import resolve_device
+    from escale.train.protocol import protocol_for
+
+    name = split_options(cfg.dataset)[0]
+    if name not in TRAIN_DATASETS:
+        raise SpecError(f"--dataset: {cfg.dataset!r} is unknown (allowed: {', '.join(TRAIN_DATASETS)}, "
+                        "synthetic:KEY=VALUE,...)")
+    if name != "synthetic" and not cfg.data_root:
+        raise SpecError(f"--data-root: {name} needs the folder holding its files (allowed: an existing folder)")
+    for field_name, value in (("--train-steps", cfg.steps), ("--batch", cfg.batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise SpecError(f"{field_name}: {value!r} is not allowed (allowed: a whole number >= 1)")
+    if not isinstance(cfg.rungs, int) or not 0 <= cfg.rungs < cfg.steps:
+        raise SpecError(f"--rungs: {cfg.rungs!r} is not allowed (allowed: 0..{cfg.steps - 1})")
+    resolve_device(cfg.device, None)
+    probe = make_dataset(cfg.dataset, "val", cfg.data_root, size=None)  # a missing root fails here, one line
+    size = tuple(cfg.input_size) if cfg.input_size else protocol_for(probe).crop_size
+    return replace(cfg, input_size=(int(size[0]), int(size[1])))
 
 
 def check_cost(cost: str) -> None:
@@ -54,30 +114,35 @@ def check_cost(cost: str) -> None:
         raise SpecError(f"--cost: {cost!r} is unknown (allowed: {', '.join(COST_AXES)})")
 
 
+Report = Callable[[int, float], None]  # (training step, mIoU %) at an evaluation rung; may raise to stop
+
+
 def accuracy(spec: ESegSpec, objective: str, macs: int, input_size: tuple[int, int],
-             train: TrainSettings | None = None) -> dict[str, Any]:
-    """``{"miou": % (0-100), "accuracy_objective": ..., ...}`` for one candidate: the proxy estimate
-    (:mod:`escale.search.proxy`) or short training (:func:`escale.train.train`, mIoU on its val split)."""
-    if objective == "proxy":
+             train: TrainSettings | None = None, report: Report | None = None) -> dict[str, Any]:
+    """``{"miou": % (0-100), "accuracy_objective": ..., ...}`` for one candidate: the paper-trend estimate
+    (:mod:`escale.search.proxy`) or short training (:func:`escale.train.train`, mIoU on its val split).
+    ``report(step, miou)`` receives the mIoU (%) at each evaluation rung of the training."""
+    objective = ACCURACY_ALIASES.get(objective, objective)
+    if objective == PAPER_TREND:
         res = proxy_miou(spec, macs, input_size)
-        return {"miou": res.miou, "accuracy_objective": "proxy", "proxy_fit": res.fit,
-                "proxy_gmacs_at_1024x2048": round(res.gmacs_at_1024x2048, 3)}
+        return {"miou": res.miou, "accuracy_objective": PAPER_TREND, "trend_fit": res.fit,
+                "trend_gmacs_at_1024x2048": round(res.gmacs_at_1024x2048, 3)}
     check_accuracy(objective)
     from escale.train import train as run_train
 
     cfg = train or TrainSettings()
-    size = tuple(cfg.input_size) if cfg.input_size else _train_size(spec)
-    rec = run_train(spec, dataset=cfg.dataset, steps=cfg.steps, input_size=size, batch_size=cfg.batch_size,
-                    seed=cfg.seed, device=cfg.device)
-    # TrainRecord holds fractions in [0, 1]; studies keep mIoU in % like the paper and the proxy
+    if cfg.input_size is None:
+        raise SpecError("short-train: the training size is not resolved (use check_training first)")
+    on_eval = (lambda step, miou: report(step, 100.0 * miou)) if report is not None and cfg.rungs else None
+    rec = run_train(spec, dataset=cfg.dataset, steps=cfg.steps, input_size=tuple(cfg.input_size),
+                    batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device, data_root=cfg.data_root,
+                    lr=cfg.lr, warmup_steps=cfg.warmup_steps, ohem=cfg.ohem, eval_images=cfg.eval_images,
+                    threads=cfg.threads, eval_every=cfg.eval_every, on_eval=on_eval)
+    # TrainRecord holds fractions in [0, 1]; studies keep mIoU in % like the paper
     return {"miou": round(100.0 * float(rec.miou), 3), "accuracy_objective": "short-train",
             "pixel_acc_pct": round(100.0 * float(rec.pixel_acc), 3), "train_seconds": float(rec.train_seconds),
-            "train_steps": cfg.steps, "train_input_size": list(size), "train_dataset": cfg.dataset}
-
-
-def _train_size(spec: ESegSpec) -> tuple[int, int]:
-    side = max(64, 2 ** spec.decoder.max_level)
-    return side, side
+            "train_steps": cfg.steps, "train_steps_done": cfg.steps, "train_input_size": list(cfg.input_size),
+            "train_dataset": cfg.dataset}
 
 
 def measure(spec: ESegSpec, backend: str, device: str, precision: str, input_size: tuple[int, int],

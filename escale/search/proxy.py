@@ -1,7 +1,8 @@
-"""The ``proxy`` accuracy objective: a Cityscapes-mIoU *estimate* from the paper's scaling trend.
+"""The ``paper-trend`` accuracy objective: a Cityscapes-mIoU *estimate* from the paper's FLOPs trend.
 
-For quick exploration (no training, microseconds per candidate) a candidate's accuracy is estimated
-from two published trends, and every number it produces is labelled ``accuracy_objective="proxy"``:
+(Called ``proxy`` before; ``--accuracy proxy`` still works and says so once.) For instant screening
+(no training, microseconds per candidate) a candidate's accuracy is estimated from two published
+trends, and every number it produces is labelled ``accuracy_objective="paper-trend"``:
 
 1. **Size.** mIoU grows linearly in ln(FLOPs) within a family. Fitted by least squares to the six
    presets: Cityscapes val mIoU (single scale, no extra data) from the paper -- ESeg-S/M/L 80.1 /
@@ -11,9 +12,10 @@ from two published trends, and every number it produces is labelled ``accuracy_o
 2. **Levels.** Capping the pyramid below P9 costs mIoU as in Table 1 (ESeg-S): P2-P5 -1.8,
    P2-P7 -0.6, P2-P9 0; levels in between are interpolated linearly.
 
-It cannot see what training would show (block type, depth vs width at equal FLOPs): use
-``--accuracy short-train`` for measured mIoU. The proxy ranks candidates by "most compute that fits
-the budget", the usual first screen of hardware-aware search.
+Within a family it is a monotone function of MACs, so it cannot see what training would show (block
+type, squeeze-excite, activation, depth vs width at equal FLOPs): it ranks candidates by "most compute
+that fits the budget", the usual first screen of hardware-aware search. Use ``--accuracy short-train``
+for measured mIoU (benchmarks/bench_search.py reports how the two rank the same candidates).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from escale.spec import ESegSpec
 
-OBJECTIVE = "proxy"
+OBJECTIVE = "paper-trend"
 # preset: (GMACs at 1024x2048 counted by escale.profile, paper Cityscapes val mIoU %)
 PAPER_POINTS: dict[str, tuple[float, float]] = {
     "ESeg-S": (33.95, 80.1), "ESeg-M": (110.56, 81.6), "ESeg-L": (340.1, 82.6),          # Table 4
@@ -48,7 +50,7 @@ FITS = {"eseg": _fit(("ESeg-S", "ESeg-M", "ESeg-L")),
 
 @dataclass(frozen=True)
 class ProxyResult:
-    """A proxy mIoU (%) and how it was obtained."""
+    """A paper-trend mIoU estimate (%) and how it was obtained."""
 
     miou: float
     gmacs_at_1024x2048: float
@@ -69,7 +71,7 @@ def level_penalty(max_level: int) -> float:
 
 
 def proxy_miou(spec: ESegSpec, macs: int, input_size: tuple[int, int]) -> ProxyResult:
-    """Proxy mIoU of ``spec`` from its multiply-adds ``macs`` counted at ``input_size`` (H, W)."""
+    """Paper-trend mIoU estimate of ``spec`` from its multiply-adds ``macs`` counted at ``input_size`` (H, W)."""
     h, w = input_size
     gmacs = macs / 1e9 * PAPER_PIXELS / (h * w)  # MACs scale with pixels (exact to <0.1% for ESeg)
     fit = "eseg" if spec.decoder.min_level <= 2 else "eseg-lite"
@@ -78,3 +80,6 @@ def proxy_miou(spec: ESegSpec, macs: int, input_size: tuple[int, int]) -> ProxyR
     miou = a + b * math.log(max(gmacs, 1e-3)) + pen
     return ProxyResult(miou=round(min(max(miou, 0.0), 100.0), 3), gmacs_at_1024x2048=gmacs, fit=fit,
                        level_penalty=pen)
+
+
+trend_miou = proxy_miou  # the objective's current name

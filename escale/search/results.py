@@ -1,4 +1,5 @@
-"""Study results as DataFrames: every trial, the feasible Pareto front, the nearest paper preset."""
+"""Study results as DataFrames: every trial, the best feasible trials (budget mode: by mIoU; front mode: the
+Pareto front), the nearest paper preset."""
 
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ def trial_row(t: FrozenTrial, cost_axis: str | None = None) -> dict[str, Any]:
                params=ua.get("params"), params_m=ua["params"] / 1e6 if ua.get("params") is not None else None)
     if cost_axis:
         row["cost_axis"] = cost_axis
-    row["cost"] = t.values[1] if t.values and len(t.values) > 1 else None
+    row["cost"] = t.values[1] if t.values and len(t.values) > 1 else _cost_attr(ua, cost_axis)
+    row["latency_source"] = ("measured" if ua.get("latency_ms") is not None
+                             else "predicted" if ua.get("predicted_latency_ms") is not None else None)
+    row["train_steps_done"] = ua.get("train_steps_done")
+    row["pruned_at_step"] = ua.get("pruned_at_step")
     row["feasible"] = t.state == TrialState.COMPLETE and within_constraints(t)
     row["rejected_reason"] = ua.get("rejected_reason")
     row["error"] = ua.get("error")
@@ -64,22 +69,46 @@ def trial_row(t: FrozenTrial, cost_axis: str | None = None) -> dict[str, Any]:
     return row
 
 
+def _cost_attr(ua: dict[str, Any], axis: str | None) -> float | None:
+    """A budget-mode trial's cost (not one of its values): measured latency, else predicted; MACs; params."""
+    if axis == "latency":
+        return ua.get("latency_ms", ua.get("predicted_latency_ms"))
+    return ua.get(axis) if axis in ("macs", "params") else None
+
+
+def is_budget_mode(study: optuna.Study) -> bool:
+    """One objective (mIoU under a latency constraint) rather than a front."""
+    return len(study.directions) == 1
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Front mode: the feasible Pareto front. Budget mode: the feasible complete trials, best mIoU first."""
+    if not is_budget_mode(study):
+        return list(study.best_trials)
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if within_constraints(t)]
+    return sorted(done, key=lambda t: -t.value)
+
+
 def trials_frame(study: optuna.Study):  # -> pandas.DataFrame
-    """Every trial of a study, one row each, with a ``pareto`` flag for the feasible front."""
+    """Every trial of a study, one row each, with a ``pareto`` flag: the feasible front (front mode) or the
+    best feasible trial (budget mode)."""
     import pandas as pd
 
-    front = {t.number for t in study.best_trials}
+    best = best_trials(study)
+    front = {t.number for t in (best[:1] if is_budget_mode(study) else best)}
     axis = study.user_attrs.get("cost_axis")
     rows = [{**trial_row(t, axis), "pareto": t.number in front} for t in study.get_trials(deepcopy=False)]
     return pd.DataFrame(rows)
 
 
 def pareto_frame(study: optuna.Study):  # -> pandas.DataFrame
-    """The feasible Pareto front (max mIoU, min cost), best mIoU first."""
+    """The best feasible trials, best mIoU first: the Pareto front (max mIoU, min cost) in front mode, every
+    feasible complete trial in budget mode (``pareto`` marks the best)."""
     import pandas as pd
 
     axis = study.user_attrs.get("cost_axis")
-    rows = [{**trial_row(t, axis), "pareto": True} for t in study.best_trials]
+    best = best_trials(study)
+    rows = [{**trial_row(t, axis), "pareto": not is_budget_mode(study) or i == 0} for i, t in enumerate(best)]
     frame = pd.DataFrame(rows)
     return frame.sort_values(["miou", "cost"], ascending=[False, True]).reset_index(drop=True) if rows else frame
 

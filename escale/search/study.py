@@ -1,58 +1,81 @@
-"""Optuna studies over a search space: ask/tell, two objectives, a latency budget, resumable storage.
+"""Optuna studies over a search space, on Optuna's own loop: two modes, a latency budget, resumable storage.
 
-Values are ``[miou, cost]`` (maximise mIoU %, minimise cost: latency ms, MACs or params). The
-latency budget is an Optuna constraint (``trial.set_constraint``, Optuna >= 5): ``latency - budget``
-ms, feasible when <= 0, so ``study.best_trials`` is the feasible Pareto front and the sampler learns
-where infeasible candidates lie. A candidate predicted (latency table) or measured over budget is
-rejected before any training: the trial ends PRUNED with ``rejected_reason`` set.
+Two modes, each meaning what it says:
 
-Storage is Optuna RDB: ``<home>/studies/<study-name>.db`` (SQLite, :func:`escale.paths.studies_dir`) by
-default, or any SQLAlchemy URL (PostgreSQL, MySQL). Re-running the same command resumes the study;
-several workers on one storage share it. Each running trial records a heartbeat; a trial whose worker
-died (SIGKILL, lost machine) is failed once its heartbeat is ``grace_s`` old and queued again once, so
-a killed worker loses only the trial it was running.
+- ``budget`` (the default when there is a budget): one objective, maximise mIoU %, subject to latency <=
+  budget. With ``short-train`` accuracy the training reports its mIoU at evaluation rungs
+  (``trial.report``) and a pruner (SuccessiveHalving or Hyperband) stops poor candidates early.
+- ``front``: two objectives ``[miou, cost]`` (cost: latency ms, MACs or params), tracing the Pareto
+  front. No pruning: Optuna does not prune multi-objective studies.
+
+The latency budget is an Optuna constraint (``trial.set_constraint``): ``latency - budget`` ms, feasible
+when <= 0, so best trials are feasible ones and the sampler learns where infeasible candidates lie. A
+candidate predicted (latency table) or measured over budget is rejected before any training: the trial
+ends PRUNED with ``rejected_reason`` set and no mIoU (never a made-up value).
+
+The loop is ``study.optimize`` with a ``MaxTrialsCallback`` (the study holds ``n_trials`` evaluated trials:
+complete or pruned at a rung; rejections over budget do not count, and ``max_rejections`` of them in a
+row stop the study), RDB heartbeats with ``RetryHeartbeatStaleTrialCallback`` (a
+killed worker loses only its running trial, which is queued again once), and a callback that stops the
+study after ``max_failures`` failed trials in a row. Storage: :mod:`escale.search.storage`.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import socket
-import threading
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from escale import paths
-from escale.errors import BackendUnavailableError, EscaleError, SpecError
+from escale.errors import BackendUnavailableError, EscaleError, SpecError, StudyStoppedError
+from escale.search.callbacks import MaxEvaluated, Streaks, fail_stale, finished
 from escale.search.guard import GUARD_ATTR, apply_guard, latency_guard
-from escale.search.objectives import COST_UNITS, TrainSettings, accuracy, check_accuracy, check_cost, measure
+from escale.search.objectives import (
+    ACCURACY_ALIASES,
+    COST_UNITS,
+    TrainSettings,
+    accuracy,
+    canonical_accuracy,
+    check_accuracy,
+    check_cost,
+    check_training,
+    measure,
+)
 from escale.search.space import SearchSpace
+from escale.search.storage import default_storage_url, normalise, open_storage, shown_url, storage_url
 from escale.spec import ESegSpec, family
 
+__all__ = ["CONSTRAINT", "MODES", "PRUNERS", "Outcome", "StudyConfig", "check_feasible", "default_storage_url",
+           "evaluate_candidate", "load_study", "open_storage", "open_study", "run_study", "shown_url",
+           "storage_url"]
+
 CONSTRAINT = "latency_over_budget_ms"
+MODES = ("budget", "front")
+PRUNERS = ("sha", "hyperband", "none")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Study attributes that must match when a study is resumed (the rest is informative).
-RESUME_KEYS = ("cost_axis", "budget_ms", "backend", "device", "precision", "input_size", "space_params",
-               "accuracy_objective")
+RESUME_KEYS = ("mode", "cost_axis", "budget_ms", "backend", "device", "precision", "input_size", "space_params",
+               "accuracy_objective", "pruner", "train")
 
 
 @dataclass
 class StudyConfig:
     """Everything that defines a study. ``predictor`` screens candidates (a LatencyPredictor or None);
-    ``measure`` times the candidates that pass the screen for real."""
+    ``measure`` times the candidates that pass the screen for real. ``mode`` None: ``budget`` with a
+    budget, else ``front``; ``pruner`` None: ``sha`` in budget mode (it acts on short-train rungs)."""
 
     space: SearchSpace
     input_size: tuple[int, int] = (512, 1024)
     cost: str = "latency"
     budget_ms: float | None = None
-    accuracy: str = "proxy"
+    accuracy: str = "paper-trend"
     backend: str = "onnxruntime"
     device: str = "cpu"
     precision: str = "fp32"
@@ -67,6 +90,18 @@ class StudyConfig:
     heartbeat_s: int = 10
     grace_s: int | None = None
     max_rejections: int | None = None
+    mode: str | None = None
+    pruner: str | None = None
+    max_failures: int = 5
+
+    def __post_init__(self) -> None:
+        self.accuracy = canonical_accuracy(self.accuracy)
+        if self.mode is None:
+            self.mode = "budget" if self.budget_ms is not None else "front"
+        if self.pruner is None:
+            self.pruner = "sha" if self.mode == "budget" else "none"
+        if self.train.rungs and (self.mode != "budget" or self.pruner == "none"):  # nobody would read them
+            self.train = replace(self.train, rungs=0)
 
     @property
     def name(self) -> str:
@@ -75,21 +110,22 @@ class StudyConfig:
             return self.study_name
         h, w = self.input_size
         budget = f"-{self.budget_ms:g}ms" if self.budget_ms is not None else ""
-        return f"{self.space.name}-{self.backend}-{self.device}-{h}x{w}-{self.cost}{budget}-{self.accuracy}"
+        return f"{self.space.name}-{self.backend}-{self.device}-{h}x{w}-{self.mode}-{self.cost}{budget}-{self.accuracy}"
 
     def attrs(self) -> dict[str, Any]:
         """Study user attributes (the contract the reports read)."""
         return {
-            "cost_axis": self.cost, "budget_ms": self.budget_ms, "backend": self.backend, "device": self.device,
-            "precision": self.precision, "threads": self.threads, "input_size": list(self.input_size),
-            "space": self.space.name, "space_source": self.space.source, "space_params": self.space.summary(),
-            "accuracy_objective": self.accuracy, "measure": bool(self.measure),
-            "latency_table": getattr(self.predictor, "source", None), "train": self.train.to_dict(),
+            "mode": self.mode, "pruner": self.pruner, "cost_axis": self.cost, "budget_ms": self.budget_ms,
+            "backend": self.backend, "device": self.device, "precision": self.precision, "threads": self.threads,
+            "input_size": list(self.input_size), "space": self.space.name, "space_source": self.space.source,
+            "space_params": self.space.summary(), "accuracy_objective": self.accuracy, "measure": bool(self.measure),
+            "latency_table": getattr(self.predictor, "source", None),
+            "train": self.train.to_dict() if self.accuracy == "short-train" else None,
             "latency_calibration": getattr(getattr(self.predictor, "machine", None), "source", None),
         }
 
     def check(self) -> None:
-        """Fail before any trial: bad cost/accuracy names, a space that cannot run at the input size, ..."""
+        """Fail before any trial: bad names, a mode without its budget, training that cannot run here, ..."""
         check_cost(self.cost)
         check_accuracy(self.accuracy)
         self.space.check_input_size(tuple(self.input_size))
@@ -97,10 +133,34 @@ class StudyConfig:
             raise SpecError(f"--study-name: {self.name!r} is not allowed (letters, digits, '_', '.', '-')")
         if self.budget_ms is not None and not self.budget_ms > 0:
             raise SpecError(f"--budget-ms: {self.budget_ms!r} must be > 0")
+        if self.mode not in MODES:
+            raise SpecError(f"--mode: {self.mode!r} is unknown (allowed: {', '.join(MODES)})")
+        if self.pruner not in PRUNERS:
+            raise SpecError(f"--pruner: {self.pruner!r} is unknown (allowed: {', '.join(PRUNERS)})")
+        if self.mode == "budget" and self.budget_ms is None:
+            raise SpecError("--mode: budget needs --budget-ms (allowed without a budget: --mode front)")
+        if self.mode == "front" and self.pruner != "none":
+            raise SpecError(f"--pruner: {self.pruner!r} is not allowed in front mode (Optuna does not prune "
+                            "multi-objective studies; allowed: none, or --mode budget)")
+        if not isinstance(self.max_failures, int) or self.max_failures < 1:
+            raise SpecError(f"--max-failures: {self.max_failures!r} is not allowed (allowed: a whole number >= 1)")
         needs_latency = self.cost == "latency" or self.budget_ms is not None
         if needs_latency and self.predictor is None and not self.measure:
             raise SpecError("latency: a budget or --cost latency needs a latency table (--lut) or measurement "
                             "(drop --no-measure)")
+        if self.accuracy == "short-train":
+            self.train = check_training(self.train)
+            self.space.check_input_size(tuple(self.train.input_size))
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        """The pruner: SuccessiveHalving / Hyperband over training steps (first rung: the first evaluation)."""
+        first = self.train.eval_every or 1
+        if self.pruner == "sha":
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
+        if self.pruner == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=self.train.steps,
+                                                  reduction_factor=3)
+        return optuna.pruners.NopPruner()
 
 
 @dataclass
@@ -113,11 +173,14 @@ class Outcome:
     constraint: float | None = None
 
 
-Evaluator = Callable[[ESegSpec, StudyConfig], Outcome]
+Evaluator = Callable[..., Outcome]  # (spec, cfg), optionally also taking report= and before_training=
 
 
-def evaluate_candidate(spec: ESegSpec, cfg: StudyConfig) -> Outcome:
-    """Size, predicted latency (screen), measured latency (screen), then accuracy; cost per ``cfg.cost``."""
+def evaluate_candidate(spec: ESegSpec, cfg: StudyConfig, report: Callable[[int, float], None] | None = None,
+                       before_training: Callable[[dict[str, Any], float | None], None] | None = None) -> Outcome:
+    """Size, predicted latency (screen), measured latency (screen), then accuracy; cost per ``cfg.cost``.
+    ``before_training(attrs, constraint)`` lets the study record the screen before a long training, and
+    ``report(step, miou)`` receives the mIoU at each evaluation rung."""
     from escale.profiler import profile
 
     rec = profile(spec, input_size=tuple(cfg.input_size))
@@ -132,79 +195,16 @@ def evaluate_candidate(spec: ESegSpec, cfg: StudyConfig) -> Outcome:
         latency = attrs["latency_ms"]
         if budget is not None and latency > budget:
             return _reject(attrs, f"measured latency {latency:.2f} ms > budget {budget:g} ms", latency - budget)
-    attrs.update(accuracy(spec, cfg.accuracy, rec.macs, tuple(cfg.input_size), cfg.train))
+    constraint = None if budget is None else latency - budget
+    if before_training is not None:
+        before_training(attrs, constraint)
+    attrs.update(accuracy(spec, cfg.accuracy, rec.macs, tuple(cfg.input_size), cfg.train, report))
     cost = {"latency": latency, "macs": rec.macs, "params": rec.params}[cfg.cost]
-    return Outcome(attrs, [float(attrs["miou"]), float(cost)], None,
-                   None if budget is None else latency - budget)
+    return Outcome(attrs, [float(attrs["miou"]), float(cost)], None, constraint)
 
 
 def _reject(attrs: dict[str, Any], reason: str, over_ms: float) -> Outcome:
     return Outcome({**attrs, "rejected_reason": reason}, None, reason, over_ms)
-
-
-# --- storage -------------------------------------------------------------------------------------
-def storage_url(storage: str | None, study_name: str) -> str:
-    """``None`` -> ``sqlite:///<studies_dir>/<name>.db`` (:func:`escale.paths.studies_dir`); a bare path ->
-    SQLite; a URL is kept."""
-    if storage is None:
-        paths.studies_dir().mkdir(parents=True, exist_ok=True)
-        return default_storage_url(study_name)
-    if "://" not in storage:
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{storage}"
-    return storage
-
-
-def default_storage_url(study_name: str) -> str:
-    """``sqlite:///`` URL of the study's database in :func:`escale.paths.studies_dir` (an absolute path)."""
-    return f"sqlite:///{paths.studies_dir() / (study_name + '.db')}"
-
-
-def shown_url(url: str) -> str:
-    """The URL with any password hidden."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not parseable: show the scheme only
-        return url.split("://", 1)[0] + "://..."
-
-
-def open_storage(url: str, heartbeat_s: int | None = 10, grace_s: int | None = None) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats; an unreachable URL or a missing driver is one EscaleError line."""
-    engine = _sqlite_engine(url) if url.startswith("sqlite:///") else {}
-    for attempt in range(5):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            try:
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-                    if heartbeat_s else None)
-            except Exception as exc:  # sqlalchemy OperationalError/ArgumentError, ImportError for a driver
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
-                racing = "already exists" in first or "UNIQUE constraint failed: alembic_version" in first
-                if racing and attempt < 4:  # another worker is creating the tables right now
-                    time.sleep(0.5 + attempt)
-                    continue
-                raise EscaleError(f"--storage: cannot open {shown_url(url)!r} ({type(exc).__name__}: {first})") from None
-    raise AssertionError("unreachable")
-
-
-def _sqlite_engine(url: str) -> dict[str, Any]:
-    """SQLite in WAL mode with ``synchronous=NORMAL``: readers do not block the writer, a commit is ~1 ms
-    instead of a full fsync, and a killed process still loses nothing committed (only power loss could)."""
-    import sqlite3
-
-    path = url[len("sqlite:///"):] or ":memory:"
-
-    def connect() -> sqlite3.Connection:
-        con = sqlite3.connect(path, timeout=60, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
-
-    return {"creator": connect}
 
 
 def open_study(cfg: StudyConfig) -> optuna.Study:
@@ -214,8 +214,8 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
     url = storage_url(cfg.storage, cfg.name)
     storage = open_storage(url, cfg.heartbeat_s, cfg.grace_s)
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, n_startup_trials=8)
-    study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler, load_if_exists=True,
-                                directions=["maximize", "minimize"])
+    directions = ["maximize"] if cfg.mode == "budget" else ["maximize", "minimize"]
+    study = _create(cfg, url, storage, sampler, directions)
     stored = study.user_attrs
     if stored:
         mine = cfg.attrs()
@@ -229,11 +229,20 @@ def open_study(cfg: StudyConfig) -> optuna.Study:
             study.set_user_attr(key, value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["miou", COST_UNITS[cfg.cost]])
+            study.set_metric_names(["miou"] if cfg.mode == "budget" else ["miou", COST_UNITS[cfg.cost]])
     if not study.get_trials(deepcopy=False):
         for name, params in cfg.space.presets_inside(cfg.input_size).items():
             study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
     return study
+
+
+def _create(cfg: StudyConfig, url: str, storage: Any, sampler: Any, directions: list[str]) -> optuna.Study:
+    try:
+        return optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler, load_if_exists=True,
+                                   directions=directions, pruner=cfg.make_pruner())
+    except ValueError as exc:  # an existing study with other directions (the other mode)
+        raise EscaleError(f"study {cfg.name!r} in {shown_url(url)} cannot be resumed in {cfg.mode} mode ({exc}); "
+                          "use another --study-name to start a new study") from None
 
 
 def load_study(name: str, storage: str | None = None) -> optuna.Study:
@@ -241,136 +250,147 @@ def load_study(name: str, storage: str | None = None) -> optuna.Study:
 
     The one reader of saved studies: ``escale study``, ``escale plot study`` and ``escale report`` use it.
     """
-    url = default_storage_url(name) if storage is None else (
-        storage if "://" in storage else f"sqlite:///{storage}")
-    if url.startswith("sqlite:///"):
-        db = Path(url[len("sqlite:///"):])
-        if not db.is_file():  # Optuna would create an empty database; say what is missing instead
+    from pathlib import Path
+
+    url = default_storage_url(name) if storage is None else normalise(storage)
+    if url.startswith(("sqlite:///", "journal:")):
+        db = Path(url.split(":///", 1)[1] if url.startswith("sqlite") else url[len("journal:"):])
+        if not db.is_file():  # Optuna would create an empty file; say what is missing instead
             found = sorted(p.stem for p in db.parent.glob("*.db")) if db.parent.is_dir() else []
             raise EscaleError(f"study: {name!r} not found: no database at {db} (databases there: "
                               f"{', '.join(found) or 'none'}; run escale propose first, or pass --storage URL)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opened = open_storage(url, None)
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(url, None))
+        return optuna.load_study(study_name=name, storage=opened)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=opened)]
         raise EscaleError(f"study: {name!r} not found in {shown_url(url)} "
                           f"(studies there: {', '.join(names) or 'none'})") from None
 
 
 def _norm(value: Any) -> Any:
+    if isinstance(value, str):
+        return ACCURACY_ALIASES.get(value, value)
     return list(value) if isinstance(value, tuple) else value
 
 
-# --- the loop ------------------------------------------------------------------------------------
-class _Heartbeat:
-    """Record the trial's heartbeat every ``interval`` seconds while it runs (ask/tell has no built-in one)."""
-
-    def __init__(self, storage: Any, trial_id: int) -> None:
-        self.storage, self.trial_id = storage, trial_id
-        self.interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Heartbeat:
-        if self.interval:
-            self.storage.record_heartbeat(self.trial_id)
-            self.thread = threading.Thread(target=self._beat, daemon=True)
-            self.thread.start()
-        return self
-
-    def _beat(self) -> None:
-        while not self.stop.wait(self.interval):
-            self.storage.record_heartbeat(self.trial_id)
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join()
-
-
-def fail_stale(study: optuna.Study) -> None:
-    """Fail trials whose worker stopped beating (and queue each again once)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+# --- the loop: Optuna's, with three callbacks ------------------------------------------------------
+class CandidateFailed(Exception):
+    """One candidate could not be evaluated (its message is the trial's ``error``); the study goes on."""
 
 
 def run_study(cfg: StudyConfig, n_trials: int, evaluate: Evaluator | None = None,
               on_trial: Callable[[optuna.trial.FrozenTrial, int], None] | None = None,
               on_start: Callable[[optuna.Trial], None] | None = None) -> optuna.Study:
-    """Run until the study has ``n_trials`` COMPLETE trials (rejections do not count; resumes a study).
+    """Run (or resume) the study until it holds ``n_trials`` evaluated trials (complete or pruned at a rung;
+    rejections over budget do not count). Several workers on one storage each stop at ``n_trials``; trials
+    still running elsewhere then finish too, so a study may end with up to workers - 1 more.
 
     ``on_start(trial)`` is called as this worker starts a trial (params and ``spec``/``preset`` attributes
-    set, not yet evaluated); ``on_trial(frozen_trial, n_complete)`` after each trial it finishes.
+    set, not yet evaluated); ``on_trial(frozen_trial, n_finished)`` after each trial it finishes. Raises
+    :class:`StudyStoppedError` after ``cfg.max_failures`` failed trials in a row (results are kept).
     """
-    if not isinstance(n_trials, int) or n_trials < 1:
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise SpecError(f"--trials: {n_trials!r} must be a whole number >= 1")
     study = open_study(cfg)
     check_feasible(cfg)
     apply_guard(cfg, study.user_attrs.get(GUARD_ATTR))
-    evaluate = evaluate or evaluate_candidate
-    preset_ids = {s.spec_id: s.name for s in family("eseg")}
-    max_rejections = cfg.max_rejections or max(50, 10 * n_trials)
-    rejected, fastest = 0, None
-    while True:
-        fail_stale(study)
-        trials = study.get_trials(deepcopy=False)
-        done = sum(t.state == TrialState.COMPLETE for t in trials)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if done >= n_trials:
-            return study
-        if done + running >= n_trials:  # the rest is in other workers' hands: wait for them (or their death)
-            time.sleep(min(cfg.heartbeat_s or 1, 5))
-            continue
-        if rejected >= max_rejections:
-            raise EscaleError(_infeasible_message(cfg, rejected, fastest, done))
-        with warnings.catch_warnings():  # "heartbeat is meant for optimize()": we beat ourselves
-            warnings.simplefilter("ignore", UserWarning)
-            trial = study.ask(cfg.space.distributions)
-        with _Heartbeat(study._storage, trial._trial_id):
-            try:
-                frozen, latency = _run_trial(study, trial, cfg, evaluate, preset_ids, on_start)
-            except KeyboardInterrupt:  # Ctrl-C: end the running trial cleanly; completed ones are stored
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                raise
-        if latency is not None:
-            fastest = latency if fastest is None else min(fastest, latency)
-        if frozen.state == TrialState.PRUNED:
-            rejected += 1
-        elif frozen.state == TrialState.COMPLETE:
-            rejected = 0
-        if on_trial:
-            on_trial(frozen, done + (frozen.state == TrialState.COMPLETE))
-
-
-def _run_trial(study: optuna.Study, trial: optuna.Trial, cfg: StudyConfig, evaluate: Evaluator,
-               preset_ids: dict[str, str], on_start: Callable[[optuna.Trial], None] | None = None,
-               ) -> tuple[optuna.trial.FrozenTrial, float | None]:
-    spec = cfg.space.to_spec(trial.params, name=f"trial-{trial.number}")
-    trial.set_user_attr("spec", spec.to_dict())
-    trial.set_user_attr("spec_id", spec.spec_id)
-    trial.set_user_attr("preset", preset_ids.get(spec.spec_id))
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    if on_start:
-        on_start(trial)
+    if finished(study) >= n_trials:
+        return study
+    fail_stale(study)  # optimize() does this before each trial too; here so a finished study is seen as such
+    if finished(study) >= n_trials:
+        return study
+    streaks = Streaks(cfg.max_failures, cfg.max_rejections or max(50, 10 * n_trials))
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [MaxEvaluated(n_trials), streaks]
+    if on_trial is not None:
+        callbacks.append(lambda s, t: on_trial(t, finished(s)))
+    objective = _Objective(cfg, evaluate or evaluate_candidate, on_start)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: its `error` attribute says it
     try:
-        out = evaluate(spec, cfg)
-    except EscaleError as exc:
-        trial.set_user_attr("error", str(exc))
-        frozen = study.tell(trial, state=TrialState.FAIL)
-        if isinstance(exc, BackendUnavailableError):
-            raise  # every other trial would fail the same way
-        return frozen, None
-    for key, value in out.attrs.items():
-        trial.set_user_attr(key, value)
-    latency_guard(study, trial, cfg)
-    if out.constraint is not None:
-        trial.set_constraint(CONSTRAINT, out.constraint)
-    latency = out.attrs.get("latency_ms", out.attrs.get("predicted_latency_ms"))
-    if out.rejected_reason is not None:
-        return study.tell(trial, state=TrialState.PRUNED), latency
-    return study.tell(trial, out.values), latency
+        study.optimize(objective, callbacks=callbacks, catch=(CandidateFailed,))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    if streaks.stopped == "failures":
+        raise StudyStoppedError(f"study {cfg.name!r}: {cfg.max_failures} trials in a row failed, stopped (last: "
+                                f"{streaks.last_error}); finished trials are kept in "
+                                f"{shown_url(storage_url(cfg.storage, cfg.name))}")
+    if streaks.stopped == "rejections":
+        raise EscaleError(_infeasible_message(cfg, streaks.rejections, streaks.fastest,
+                                              finished(study, (TrialState.COMPLETE,))))
+    return study
+
+
+class _Objective:
+    """The function ``study.optimize`` calls: spec from params, screen, train (reporting rungs), values."""
+
+    def __init__(self, cfg: StudyConfig, evaluate: Evaluator, on_start: Callable[[optuna.Trial], None] | None):
+        self.cfg, self.evaluate, self.on_start = cfg, evaluate, on_start
+        self.preset_ids = {s.spec_id: s.name for s in family("eseg")}
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        cfg = self.cfg
+        params = {k: _suggest(trial, k, d) for k, d in cfg.space.distributions.items()}
+        spec = cfg.space.to_spec(params, name=f"trial-{trial.number}")
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("spec_id", spec.spec_id)
+        trial.set_user_attr("preset", trial.user_attrs.get("preset") or self.preset_ids.get(spec.spec_id))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if self.on_start:
+            self.on_start(trial)
+        constrained: list[bool] = []  # the constraint is set once: before training, or with the outcome
+        try:
+            out = self._evaluate(spec, trial, constrained)
+        except (BackendUnavailableError, optuna.TrialPruned):
+            raise  # every other trial would fail the same way / a pruner stopped the training
+        except Exception as exc:  # noqa: BLE001 - one candidate failed: record why, go on (a streak stops)
+            message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            trial.set_user_attr("error", f"{type(exc).__name__}: {message}" if not isinstance(exc, EscaleError)
+                                else message)
+            raise CandidateFailed(message) from exc
+        for key, value in out.attrs.items():
+            trial.set_user_attr(key, value)
+        latency_guard(trial.study, trial, cfg)
+        if out.constraint is not None and not constrained:
+            trial.set_constraint(CONSTRAINT, out.constraint)
+        if out.rejected_reason is not None:
+            raise optuna.TrialPruned(out.rejected_reason)
+        return out.values[0] if cfg.mode == "budget" else (out.values[0], out.values[1])
+
+    def _evaluate(self, spec: ESegSpec, trial: optuna.Trial, constrained: list[bool]) -> Outcome:
+        cfg = self.cfg
+
+        def before_training(attrs: dict[str, Any], constraint: float | None) -> None:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            if constraint is not None:
+                trial.set_constraint(CONSTRAINT, constraint)
+                constrained.append(True)
+
+        def report(step: int, miou: float) -> None:
+            trial.report(miou, step)
+            trial.set_user_attr("train_steps_done", step)
+            if cfg.mode == "budget" and trial.should_prune():
+                trial.set_user_attr("pruned_at_step", step)
+                raise optuna.TrialPruned(f"mIoU {miou:.2f} at step {step} is below the rung's cut")
+
+        hooks = {"report": report, "before_training": before_training}  # passed to evaluators that take them
+        accepted = inspect.signature(self.evaluate).parameters
+        return self.evaluate(spec, cfg, **{k: v for k, v in hooks.items() if k in accepted})
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: Any) -> Any:
+    """``trial.suggest_*`` for one distribution of the space (public API, any distribution kind)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise SpecError(f"space: {name} has a distribution escale cannot sample ({type(dist).__name__})")
 
 
 def check_feasible(cfg: StudyConfig) -> None:
@@ -400,3 +420,4 @@ def _infeasible_message(cfg: StudyConfig, rejected: int, fastest: float | None, 
     seen = f"; fastest latency seen {fastest:.2f} ms" if fastest is not None else ""
     return (f"--budget-ms: {rejected} candidates in a row were over {cfg.budget_ms:g} ms and only {done} "
             f"fit{seen}; raise the budget or narrow the space (results so far are kept in the study)")
+

@@ -100,7 +100,8 @@ def train(spec: ESegSpec | str, dataset: str = "synthetic", steps: int = 50,
           scale_range: tuple[float, float] | None = None, ohem: bool | None = None, amp: bool | None = None,
           ema_decay: float = 0.999, warmup_steps: int | None = None, checkpoint_every: int | None = None,
           threads: int | None = None, eval_size: tuple[int, int] | None = None, sync_bn: bool = False,
-          init: str = "default") -> TrainRecord:
+          init: str = "default", eval_every: int | None = None,
+          on_eval: Callable[[int, float], None] | None = None) -> TrainRecord:
     """Train ``spec`` for ``steps`` SGD steps on ``dataset`` and evaluate mIoU; returns a :class:`TrainRecord`.
 
     ``None`` arguments take the dataset's defaults (:mod:`escale.train.protocol`). ``input_size``
@@ -114,6 +115,9 @@ def train(spec: ESegSpec | str, dataset: str = "synthetic", steps: int = 50,
     ``progress`` receives a :class:`TrainProgress` after every step (rank 0 only); library code never
     prints. ``threads`` sets torch's intra-op threads for this call only. ``init`` = ``efficientdet``
     re-initialises the decoder and head as EfficientDet does (see :mod:`escale.train.init`).
+    With ``on_eval`` and ``eval_every``, the model is also evaluated every ``eval_every`` steps before the
+    last (the same validation images) and ``on_eval(step, miou)`` receives the mIoU (fraction); it may
+    raise to stop the run there (a search pruner does). Unused, nothing changes.
     """
     kwargs = {k: v for k, v in locals().items() if k != "threads"}  # the arguments, nothing else yet
     if threads is None:
@@ -144,7 +148,8 @@ def _train(spec: ESegSpec | str, dataset: str, steps: int, input_size: tuple[int
            eval_images: int, ema: bool | None, checkpoint: str | Path | None,
            progress: Callable[[TrainProgress], None] | None, scale_range: tuple[float, float] | None,
            ohem: bool | None, amp: bool | None, ema_decay: float, warmup_steps: int | None,
-           checkpoint_every: int | None, eval_size: tuple[int, int] | None, sync_bn: bool, init: str) -> TrainRecord:
+           checkpoint_every: int | None, eval_size: tuple[int, int] | None, sync_bn: bool, init: str,
+           eval_every: int | None, on_eval: Callable[[int, float], None] | None) -> TrainRecord:
     spec = load_spec(spec) if isinstance(spec, str) else spec
     _check_args(steps, batch_size, 1.0 if lr is None else lr, 0.0 if weight_decay is None else weight_decay,
                 eval_images)
@@ -153,6 +158,9 @@ def _train(spec: ESegSpec | str, dataset: str, steps: int, input_size: tuple[int
         raise SpecError(f"warmup_steps: {warmup!r} is not allowed (allowed: 0..{steps - 1})")
     if init not in INITS:
         raise SpecError(f"init: {init!r} is unknown (allowed: {', '.join(INITS)})")
+    if eval_every is not None and not (isinstance(eval_every, int) and not isinstance(eval_every, bool)
+                                       and eval_every >= 1):
+        raise SpecError(f"eval_every: {eval_every!r} is not a positive integer")
     dev, use_amp = resolve_device(device, amp)
     if input_size is not None:
         input_size = spec.check_input_size(tuple(input_size))
@@ -177,12 +185,21 @@ def _train(spec: ESegSpec | str, dataset: str, steps: int, input_size: tuple[int
               "ohem": bool(proto.ohem if ohem is None else ohem), "eval_images": eval_images,
               "warmup_steps": warmup, "init": init, "world_size": world, "sync_bn": bool(sync_bn),
               "scale_range": list(scale_range or proto.scale_range or train_set.default_scale_range)}
-    return _run(spec, config, train_set, val_set, dev, use_amp, checkpoint, checkpoint_every, progress)
+    rungs = _Rungs(eval_every, on_eval) if on_eval is not None and eval_every else None
+    return _run(spec, config, train_set, val_set, dev, use_amp, checkpoint, checkpoint_every, progress, rungs)
+
+
+@dataclass(frozen=True)
+class _Rungs:
+    """Intermediate evaluations: every ``every`` steps (before the last), ``callback(step, miou)``."""
+
+    every: int
+    callback: Callable[[int, float], None]
 
 
 def _run(spec: ESegSpec, config: dict, train_set: SegDataset, val_set: SegDataset, dev: torch.device,
          use_amp: bool, checkpoint: str | Path | None, checkpoint_every: int | None,
-         progress: Callable[[TrainProgress], None] | None) -> TrainRecord:
+         progress: Callable[[TrainProgress], None] | None, rungs: _Rungs | None = None) -> TrainRecord:
     """Join the process group (if any), train, evaluate (sharded), leave the group."""
     _, world, local = ddp.env_world()
     dev = ddp.rank_device(dev, local, world)
@@ -191,7 +208,7 @@ def _run(spec: ESegSpec, config: dict, train_set: SegDataset, val_set: SegDatase
         run = _build(spec, config, train_set, val_set, dev, use_amp, ctx)
         run.start, run.prior_seconds, run.losses = _resume(checkpoint, config, run.trainer)
         every = checkpoint_every or max(1, config["steps"] // 10)
-        session_seconds = _run_steps(run, checkpoint, every, progress)
+        session_seconds = _run_steps(run, checkpoint, every, progress, rungs)
         t1 = time.perf_counter()
         ctx.broadcast_module(run.trainer.eval_model)  # per-process BN statistics differ without sync_bn
         cm = evaluate(run.trainer.eval_model, val_set, config["eval_images"], config["batch_size"], dev, use_amp,
@@ -214,7 +231,7 @@ def _build(spec: ESegSpec, config: dict, train_set: SegDataset, val_set: SegData
 
 
 def _run_steps(run: _Run, checkpoint: str | Path | None, every: int,
-               progress: Callable[[TrainProgress], None] | None) -> float:
+               progress: Callable[[TrainProgress], None] | None, rungs: _Rungs | None = None) -> float:
     """Train from ``run.start`` to the last step; returns this session's wall seconds."""
     cfg, trainer, ctx = run.config, run.trainer, run.dist
     steps, batch_size = cfg["steps"], cfg["batch_size"]
@@ -245,6 +262,10 @@ def _run_steps(run: _Run, checkpoint: str | Path | None, every: int,
         if progress is not None and ctx.is_main:  # after saving: an interrupt raised here loses no finished step
             throughput = (step + 1 - run.start) * batch_size / max(time.perf_counter() - t0, 1e-9)
             progress(TrainProgress("train", step + 1, steps, loss, lr_now, throughput))
+        if rungs is not None and (step + 1) % rungs.every == 0 and step + 1 < steps:
+            cm = evaluate(trainer.eval_model, run.val_set, cfg["eval_images"], batch_size, trainer.device,
+                          trainer.amp, cfg["eval_size"], ctx)
+            rungs.callback(step + 1, cm.miou)  # may raise (a pruner stopping the run)
     seconds = time.perf_counter() - t0
     if progress is not None and ctx.is_main:
         done = (steps - run.start) * batch_size

@@ -1,0 +1,200 @@
+"""Benchmark: does pruning (multi-fidelity) find the same answer as a full budget-mode study, for fewer steps?
+
+Two budget-mode studies (``escale propose --mode budget``: maximise short-train mIoU subject to predicted
+latency <= budget) over the same small ESeg-Lite space, with the same sampler seed and trial count: one with
+SuccessiveHalving pruning on mIoU reported at evaluation rungs of the short training, one without. Reported:
+each study's best feasible mIoU and candidate, and the training steps each spent. Target: the pruned study
+reaches the unpruned study's best mIoU within 1 point (or finds the same best candidate) with <= 40% of its
+training steps. Also: Spearman's rho of the ``paper-trend`` estimate and of MACs against short-train mIoU over
+the candidates the unpruned study trained fully (how far to trust the instant screens).
+
+Task and schedule as benchmarks/bench_rank.py: ``synthetic:task=cue,context_distance=0.6`` at 512x256, 300 steps
+x batch 4, lr 0.12, 30% warm-up, OHEM; latency predicted at 512x1024 by the committed kernel table
+(ONNX Runtime, CPU, 1 thread). The two studies run side by side (one process and one thread each).
+Writes search.{json,md} to <home>/bench/search/ (`escale paths`), to --out DIR, or with --update-reference
+to the committed reports/search/. Not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from bench_rank import spearman
+
+from escale.data.synthetic import dataset_name
+from escale.paths import add_bench_output_arguments, bench_output
+from escale.spec import parse_input_size
+
+NAME = "search"
+ROOT = Path(__file__).resolve().parents[1]
+LUT = ROOT / "reports" / "lut" / "onnxruntime-cpu-fp32-512x1024-t1.json"
+SPACE = {"name": "bench-lite", "base": "ESeg-Lite-S", "params": {
+    "encoder.width": {"type": "float", "low": 0.15, "high": 0.35, "step": 0.05},
+    "encoder.depth": {"type": "float", "low": 0.2, "high": 0.4, "step": 0.1},
+    "decoder.channels": {"type": "int", "low": 12, "high": 20, "step": 4},
+    "decoder.repeats": {"type": "int", "low": 1, "high": 2},
+    "decoder.max_level": {"type": "int", "low": 5, "high": 9}}}
+TARGET_STEPS, TARGET_POINTS = 0.40, 1.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=12, help="evaluated trials per study (default: 12)")
+    p.add_argument("--budget-ms", type=float, default=45.0, help="predicted latency budget at 512x1024 (ms)")
+    p.add_argument("--dataset", default=dataset_name("cue", 0.6))
+    p.add_argument("--train-size", default="512x256")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=0.12)
+    p.add_argument("--warmup-frac", type=float, default=0.3)
+    p.add_argument("--eval-images", type=int, default=32)
+    p.add_argument("--rungs", type=int, default=3, help="evaluations during training the pruner judges")
+    p.add_argument("--pruner", default="sha", help="sha or hyperband")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
+    add_bench_output_arguments(p, NAME)
+    return p.parse_args(argv)
+
+
+def run_one(args: argparse.Namespace, pruner: str, storage: str) -> dict:
+    """One study in this process (1 thread); returns its trials as plain rows."""
+    import torch
+
+    from escale.search import (
+        LatencyPredictor,
+        StudyConfig,
+        TrainSettings,
+        load_table,
+        run_study,
+        space_from_dict,
+    )
+    from escale.search.proxy import trend_miou
+
+    torch.set_num_threads(1)
+    train = TrainSettings(steps=args.steps, input_size=parse_input_size(args.train_size), batch_size=args.batch_size,
+                          seed=args.seed, dataset=args.dataset, lr=args.lr,
+                          warmup_steps=round(args.warmup_frac * args.steps), ohem=True, eval_images=args.eval_images,
+                          rungs=args.rungs, threads=1)
+    cfg = StudyConfig(space_from_dict(SPACE), input_size=(512, 1024), cost="latency", budget_ms=args.budget_ms,
+                      accuracy="short-train", predictor=LatencyPredictor(load_table(LUT)), measure=False,
+                      train=train, storage=storage, study_name=f"bench-{pruner}", seed=args.seed, pruner=pruner)
+    t0 = time.perf_counter()
+    study = run_study(cfg, args.trials)
+    rows = []
+    for t in study.trials:
+        ua = t.user_attrs
+        spec = cfg.space.to_spec(t.params) if t.params else None
+        rows.append({"trial": t.number, "state": t.state.name, "params": t.params, "miou": ua.get("miou"),
+                     "rejected_reason": ua.get("rejected_reason"), "pruned_at_step": ua.get("pruned_at_step"),
+                     "train_steps_done": ua.get("train_steps_done", 0 if ua.get("rejected_reason") else None),
+                     "predicted_latency_ms": ua.get("predicted_latency_ms"), "macs": ua.get("macs"),
+                     "paper_trend": trend_miou(spec, ua["macs"], (512, 1024)).miou if spec and ua.get("macs") else None,
+                     "intermediate": {str(k): v for k, v in t.intermediate_values.items()}})
+    return {"pruner": pruner, "wall_seconds": time.perf_counter() - t0, "trials": rows,
+            "storage": storage, "study": cfg.name}
+
+
+def summarise(result: dict) -> dict:
+    by = {s["pruner"]: s for s in result["studies"]}
+    pruned, full = by[result["config"]["pruner"]], by["none"]
+
+    def best(study: dict) -> dict | None:
+        done = [r for r in study["trials"] if r["state"] == "COMPLETE"]
+        return max(done, key=lambda r: r["miou"]) if done else None
+
+    def steps(study: dict) -> int:
+        return sum(r["train_steps_done"] or 0 for r in study["trials"])
+
+    bp, bf = best(pruned), best(full)
+    ratio = steps(pruned) / steps(full) if steps(full) else float("nan")
+    gap = (bf["miou"] - bp["miou"]) if bp and bf else float("nan")
+    same = bool(bp and bf and bp["params"] == bf["params"])
+    trained = [r for r in full["trials"] if r["state"] == "COMPLETE"]
+    miou = [r["miou"] for r in trained]
+    rho = {"paper_trend": spearman([r["paper_trend"] for r in trained], miou) if len(trained) > 2 else None,
+           "macs": spearman([r["macs"] for r in trained], miou) if len(trained) > 2 else None}
+    return {"best_pruned": bp, "best_unpruned": bf, "steps_pruned": steps(pruned), "steps_unpruned": steps(full),
+            "steps_ratio": ratio, "miou_gap_points": gap, "same_best": same,
+            "met": bool(ratio <= TARGET_STEPS and (gap <= TARGET_POINTS or same)), "spearman_vs_short_train": rho,
+            "n_fully_trained": len(trained)}
+
+
+def markdown(result: dict) -> str:
+    s, cfg = result["summary"], result["config"]
+
+    def cand(r: dict | None) -> str:
+        if r is None:
+            return "-"
+        p = r["params"]
+        return (f"#{r['trial']} w{p['encoder.width']:g} d{p['encoder.depth']:g} c{p['decoder.channels']} "
+                f"r{p['decoder.repeats']} P3-P{p['decoder.max_level']}: {r['miou']:.1f}%")
+
+    lines = [f"# Budget-mode search with and without pruning ({cfg['dataset']}, {cfg['train_size']})", "",
+             f"Space: {json.dumps(SPACE['params'])} over ESeg-Lite-S. Budget: predicted latency <= {cfg['budget_ms']:g} "
+             "ms at 512x1024 (ONNX Runtime CPU, 1 thread, committed kernel table). "
+             f"{cfg['trials']} evaluated trials per study, sampler seed {cfg['seed']} (TPE, 8 random start-up "
+             f"trials); short training {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']}, "
+             f"{100 * cfg['warmup_frac']:.0f}% warm-up, OHEM; {cfg['eval_images']} validation scenes; pruner "
+             f"{cfg['pruner']} (reduction factor 3) on {cfg['rungs']} evaluation rungs.", "",
+             f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s (both studies side by side). "
+             f"Command: `python benchmarks/bench_search.py{_changed(cfg)}`.", "",
+             "| study | best feasible candidate (mIoU) | training steps | complete / pruned / rejected | wall s |",
+             "|---|---|---:|---|---:|"]
+    for st in result["studies"]:
+        states = [r["state"] for r in st["trials"]]
+        rejected = sum(r["rejected_reason"] is not None for r in st["trials"])
+        best = s["best_pruned"] if st["pruner"] != "none" else s["best_unpruned"]
+        steps = s["steps_pruned"] if st["pruner"] != "none" else s["steps_unpruned"]
+        lines.append(f"| pruner {st['pruner']} | {cand(best)} | {steps:,} | {states.count('COMPLETE')} / "
+                     f"{states.count('PRUNED') - rejected} / {rejected} | {st['wall_seconds']:.0f} |")
+    rho = s["spearman_vs_short_train"]
+    fmt = (lambda v: "n/a" if v is None or v != v else f"{v:+.2f}")  # noqa: E731
+    lines += ["", f"Pruned / unpruned training steps: {s['steps_ratio']:.0%} (target <= {TARGET_STEPS:.0%}); best "
+              f"mIoU gap {s['miou_gap_points']:+.1f} points (target <= {TARGET_POINTS:g}), same best candidate: "
+              f"{'yes' if s['same_best'] else 'no'}. Target: {'MET' if s['met'] else 'MISSED'}.", "",
+              f"Spearman's rho against short-train mIoU over the {s['n_fully_trained']} candidates the unpruned "
+              f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def _changed(cfg: dict) -> str:
+    """The arguments of a run that differ from the defaults, as command-line flags."""
+    defaults = vars(parse_args([]))
+    skip = {"out", "update_reference", "render_only"}
+    return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and defaults.get(k) != v)
+
+
+def main() -> None:
+    args = parse_args()
+    out = bench_output(args, NAME)
+    if args.render_only:
+        result = json.loads((out / "search.json").read_text())
+        (out / "search.md").write_text(markdown(result))
+        print(markdown(result))
+        return
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    with ProcessPoolExecutor(2) as pool:
+        jobs = [pool.submit(run_one, args, pruner, str(work / f"{pruner}.db")) for pruner in (args.pruner, "none")]
+        studies = [j.result() for j in jobs]
+    import torch
+
+    result = {"machine": f"{platform.machine()} {os.cpu_count()} cores (shared), torch {torch.__version__}, 1 intra-op "
+                         f"thread per study, load avg {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end",
+              "config": vars(args), "wall_seconds": time.perf_counter() - t0, "studies": studies}
+    result["summary"] = summarise(result)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "search.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

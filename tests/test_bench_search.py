@@ -1,0 +1,47 @@
+"""Pure helpers of benchmarks/bench_search.py (the benchmark itself trains for ~20-40 minutes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():  # noqa: ANN202 - the benchmark module (it imports bench_rank from its own folder)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("_bench_search_helpers", ROOT / "benchmarks" / "bench_search.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+bench = _load()
+P = {"encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16, "decoder.repeats": 2, "decoder.max_level": 9}
+
+
+def trial(n: int, state: str, miou: float | None, steps: int, macs: int = 1, trend: float = 70.0,
+          params: dict | None = None) -> dict:
+    return {"trial": n, "state": state, "miou": miou, "train_steps_done": steps, "params": params or {**P, "n": n},
+            "rejected_reason": None, "macs": macs, "paper_trend": trend}
+
+
+def test_summary_counts_steps_compares_best_and_correlates():
+    full = [trial(0, "COMPLETE", 60.0, 100, 3, 71), trial(1, "COMPLETE", 80.0, 100, 1, 73, P),
+            trial(2, "COMPLETE", 70.0, 100, 2, 72)]
+    pruned = [trial(0, "COMPLETE", 60.0, 100), trial(1, "COMPLETE", 79.5, 100, params=P), trial(2, "PRUNED", None, 25)]
+    args = vars(bench.parse_args([]))
+    result = {"config": args, "studies": [{"pruner": "sha", "trials": pruned, "wall_seconds": 1.0},
+                                          {"pruner": "none", "trials": full, "wall_seconds": 2.0}],
+              "machine": "test", "wall_seconds": 3.0}
+    s = bench.summarise(result)
+    assert (s["steps_pruned"], s["steps_unpruned"]) == (225, 300) and s["same_best"] and s["miou_gap_points"] == 0.5
+    assert not s["met"]  # 75% of the steps
+    assert s["spearman_vs_short_train"] == {"paper_trend": 1.0, "macs": -1.0}
+    result["summary"] = s
+    text = bench.markdown(result)
+    assert "Target: MISSED" in text and "Command: `python benchmarks/bench_search.py`" in text
