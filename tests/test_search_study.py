@@ -118,6 +118,11 @@ sys.path.insert(0, sys.argv[6])
 from test_search_study import fake_evaluate
 from escale.search import StudyConfig, run_study, space_from_dict
 space, storage, n, marker, hang_at = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+import glob, pathlib
+pathlib.Path(marker + ".ready").touch()  # a barrier: start together once all workers have imported escale
+deadline = time.time() + 120
+while len(glob.glob(str(pathlib.Path(marker).parent / "marker*.ready"))) < int(sys.argv[7]) and time.time() < deadline:
+    time.sleep(0.05)
 def evaluate(spec, cfg):
     number = int(spec.name.split("-")[1])
     with open(marker, "a") as f:
@@ -130,11 +135,11 @@ run_study(cfg, n, evaluate=evaluate)
 """
 
 
-def start_worker(tmp_path: Path, n: int, hang_at: int = -1, tag: str = "") -> subprocess.Popen:
+def start_worker(tmp_path: Path, n: int, hang_at: int = -1, tag: str = "", workers: int = 1) -> subprocess.Popen:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     args = [sys.executable, str(script), json.dumps(TINY), str(tmp_path / "w.db"), str(n),
-            str(tmp_path / f"marker{tag}"), str(hang_at), str(Path(__file__).parent)]
+            str(tmp_path / f"marker{tag}"), str(hang_at), str(Path(__file__).parent), str(workers)]
     return subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE)
 
 
@@ -165,7 +170,7 @@ def test_sigkilled_worker_loses_only_its_trial(tmp_path: Path) -> None:
 
 
 def test_two_workers_share_one_storage(tmp_path: Path) -> None:
-    workers = [start_worker(tmp_path, 6, tag=str(i)) for i in range(2)]
+    workers = [start_worker(tmp_path, 6, tag=str(i), workers=2) for i in range(2)]  # they start together
     for w in workers:
         assert w.wait(timeout=120) == 0, w.stderr.read().decode()[-2000:]
     trials = optuna.load_study(study_name="w", storage=f"sqlite:///{tmp_path / 'w.db'}").trials
