@@ -49,7 +49,6 @@ FORMAT = "escale-lut-calibration/1"
 BUDGET_S = 24.0        # seconds of measuring at most (`lut calibrate` gives what start-up leaves of 27 s)
 PER_CLASS = 10          # kernels sampled per class at most
 KERNEL_RESERVE_S = 8.0  # seconds kept for kernels when choosing anchors
-ANCHORS_PER_FAMILY = 3  # anchors measured per family at most (the budget decides; each family gets one first)
 
 
 class CalibrationError(TableError):
@@ -224,11 +223,9 @@ def calibration_timing() -> Any:
     return TimingConfig(warmup_runs=2, warmup_s=0.02, min_runs=5, min_duration_s=0.1, max_duration_s=1.0)
 
 
-def anchor_models(table: LatencyTable, predictor: Any, per_family: int = ANCHORS_PER_FAMILY) -> list[ESegSpec]:
-    """Up to ``per_family`` models per family of the table's build set, in the order they are measured: first
-    one per family (its smallest paper preset, Table 3 order S before M before L, else its cheapest predicted
-    model; cheapest family first), then each family's next cheapest models -- so a tight budget still gives
-    every family one anchor, and a family's correction is the median over its anchors."""
+def anchor_models(table: LatencyTable, predictor: Any) -> list[ESegSpec]:
+    """One model per family of the table's build set: its smallest paper preset (Table 3 order: S before
+    M before L), else the cheapest predicted model; cheapest family first."""
     from escale.spec import TABLE3, preset
 
     groups: dict[str, list[ESegSpec]] = {}
@@ -241,16 +238,12 @@ def anchor_models(table: LatencyTable, predictor: Any, per_family: int = ANCHORS
         if spec is not None and spec.spec_id == entry.get("spec_id"):
             groups.setdefault(family(spec), []).append(spec)
     order = list(TABLE3)
-    ranked = []
+    chosen = []
     for specs in groups.values():
-        specs = list({s.spec_id: s for s in specs}.values())
         presets = [s for s in specs if s.name in TABLE3]
-        first = (min(presets, key=lambda s: order.index(s.name)) if presets
-                 else min(specs, key=lambda s: predictor.predict(s).latency_ms))
-        rest = sorted((s for s in specs if s.spec_id != first.spec_id), key=lambda s: predictor.predict(s).latency_ms)
-        ranked.append([first, *rest][:per_family])
-    ranked.sort(key=lambda fam: predictor.predict(fam[0]).latency_ms)
-    return [fam[i] for i in range(per_family) for fam in ranked if i < len(fam)]
+        chosen.append(min(presets, key=lambda s: order.index(s.name)) if presets
+                      else min(specs, key=lambda s: predictor.predict(s).latency_ms))
+    return sorted(chosen, key=lambda s: predictor.predict(s).latency_ms)
 
 
 def sample_kernels(table: LatencyTable, per_class: int = PER_CLASS) -> list[Kernel]:
@@ -297,9 +290,7 @@ def calibrate_table(table: LatencyTable, budget_s: float = BUDGET_S, kernel_time
         cost = 0.3 + 5e-3 * p.latency_ms  # 1 + 4 runs, and building, folding, exporting unless cached:
         cost += 0.0 if getattr(mtimer, "prepared", lambda s: False)(spec) else 0.2 + 0.02 * p.n_kernels
         if measured and elapsed() + slow * cost > budget_s - KERNEL_RESERVE_S:
-            has = any(family(s) == family(spec) for s, _ in measured.values())
-            step(f"anchor {spec.name}: skipped (about {slow * cost:.0f} s; "
-                 + ("its family's other anchors decide)" if has else "its family takes the mean correction)"))
+            step(f"anchor {spec.name}: skipped (about {slow * cost:.0f} s; its family takes the mean correction)")
             continue
         t1 = time.perf_counter()
         measured[spec.spec_id] = (spec, float(mtimer(spec)))
