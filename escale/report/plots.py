@@ -390,7 +390,7 @@ def plot_flops_breakdown(records, latency: bool = False) -> Figure:
                      [{p: 100.0 * v / r.extra["predicted_latency_ms"] for p, v in r.extra["latency_by_part_ms"].items()}
                       for r in records],
                      [_level_shares(r.extra["latency_by_level_ms"]) for r in records],
-                     [f"{r.extra['predicted_latency_ms']:.0f} ms" for r in records]))
+                     [f"{r.extra['predicted_latency_ms']:.0f}" for r in records]))
     with paper_style():
         fig, axes = new_figure(PAGE_IN, 2.9 * len(rows), nrows=len(rows), ncols=2)
         axes = np.asarray(axes).reshape(len(rows), 2)
@@ -403,6 +403,6 @@ def plot_flops_breakdown(records, latency: bool = False) -> Figure:
         title = f"Where the MACs go: ESeg models at {size}, batch 1 (B = billions of multiply-adds)"
         if latency:
             title = (f"Where the MACs (top, at {size}, B = billions of multiply-adds) and the predicted latency "
-                     f"go\n(bottom: from a kernel latency table, {records[0].extra.get('latency_note', '')})")
+                     f"go\n(bottom: total predicted ms above each bar; from a kernel latency table, {records[0].extra.get('latency_note', '')})")
         fig.suptitle(title)
     return fig
