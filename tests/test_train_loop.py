@@ -67,8 +67,11 @@ def test_train_returns_a_record_with_the_documented_fields(tiny_spec):
     assert rec.context_miou is not None or rec.iou_per_class["car-stopped"] is None
 
 
-def test_interrupted_run_resumes_to_the_same_result(tiny_spec, tmp_path):
-    straight = escale.train.train(tiny_spec, steps=4, seed=1, ema=True, **FAST)
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_interrupted_run_resumes_to_the_same_result(tiny_spec, tmp_path, schedule):
+    fast = {**FAST, "schedule": schedule}
+    straight = escale.train.train(tiny_spec, steps=4, seed=1, ema=True, **fast)
+    assert straight.schedule == schedule
     ckpt = tmp_path / "run.pt"
 
     def stop_after_two(event):
@@ -77,14 +80,45 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_spec, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         escale.train.train(tiny_spec, steps=4, seed=1, ema=True, checkpoint=ckpt, checkpoint_every=1,
-                           progress=stop_after_two, **FAST)
+                           progress=stop_after_two, **fast)
     assert load_checkpoint(ckpt)["step"] == 2 and [p.name for p in tmp_path.iterdir()] == ["run.pt"]
-    resumed = escale.train.train(tiny_spec, steps=4, seed=1, ema=True, checkpoint=ckpt, **FAST)
+    resumed = escale.train.train(tiny_spec, steps=4, seed=1, ema=True, checkpoint=ckpt, **fast)
     assert resumed.resumed_from_step == 2 and load_checkpoint(ckpt)["step"] == 4
     assert resumed.loss_history == pytest.approx(straight.loss_history, rel=1e-5)
     assert resumed.miou == pytest.approx(straight.miou, abs=1e-9)
     with pytest.raises(CheckpointError, match="lr=0.08, not lr=0.01"):
-        escale.train.train(tiny_spec, steps=4, seed=1, ema=True, lr=0.01, checkpoint=ckpt, **FAST)
+        escale.train.train(tiny_spec, steps=4, seed=1, ema=True, lr=0.01, checkpoint=ckpt, **fast)
+    other = "cosine" if schedule == "onecycle" else "onecycle"
+    with pytest.raises(CheckpointError, match=f"schedule='{schedule}', not schedule='{other}'"):
+        escale.train.train(tiny_spec, steps=4, seed=1, ema=True, checkpoint=ckpt, **{**FAST, "schedule": other})
+
+
+def test_onecycle_schedule_follows_torch_and_fast_forwards():
+    from escale.train.trainer import lr_schedule
+
+    def trajectory(start: int) -> list[float]:  # lr, momentum, lr, momentum, ... from step ``start``
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0, momentum=0.9)
+        sched, out = lr_schedule("onecycle", opt, 0.05, 10, warmup_steps=3), []
+        for step in range(start, 10):
+            sched.step_update(step)
+            out += [opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]]
+        return out
+
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0, momentum=0.9)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=0.05, total_steps=10, pct_start=0.4)
+    expected = []
+    for _ in range(10):
+        expected += [ref_opt.param_groups[0]["lr"], ref_opt.param_groups[0]["momentum"]]
+        if len(expected) < 20:
+            ref_opt.step()
+            ref.step()
+    full = trajectory(0)
+    assert full == pytest.approx(expected) and max(full[::2]) == pytest.approx(0.05)
+    assert full[:2] == pytest.approx([0.05 / 25, 0.95])
+    assert full[6:8] == pytest.approx([0.05, 0.85])  # the peak at step 3 = warmup_steps, momentum lowest
+    assert trajectory(6) == pytest.approx(full[12:])  # a resumed run starts mid-way
+    with pytest.raises(SpecError, match="schedule: 'linear' is unknown"):
+        escale.train.train(escale.preset("ESeg-Lite-S"), steps=2, schedule="linear")
 
 
 def test_checkpoint_files_are_checked(tmp_path):

@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _opt(p, "--batch-size", type=int, default=4, help="images per step over all processes (default: 4)")
     _opt(p, "--lr", type=float, help="initial learning rate (default: 0.08)")
     _opt(p, "--weight-decay", type=float, help="weight decay (default: 5e-5)")
+    _opt(p, "--schedule", choices=("cosine", "onecycle"),
+         help="lr schedule: cosine (timm, linear warm-up; the default) or onecycle (torch OneCycleLR, momentum "
+              "cycled 0.95-0.85)")
+    _opt(p, "--warmup-steps", type=int, metavar="N", help="warm-up steps (default: 5%% of the steps)")
     _opt(p, "--seed", type=int, default=0, help="seed of init, sampling and augmentation")
     _opt(p, "--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     _opt(p, "--eval-images", type=int, default=16, help="validation images scored (default: 16)")
@@ -161,7 +165,7 @@ def _train(args: argparse.Namespace, rank: int) -> int:
                     batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                     device=args.device, data_root=args.data_root, eval_images=args.eval_images, ema=args.ema,
                     checkpoint=args.checkpoint, progress=show, ohem=args.ohem, eval_size=eval_size,
-                    sync_bn=args.sync_bn)
+                    sync_bn=args.sync_bn, schedule=args.schedule, warmup_steps=args.warmup_steps)
     if rank != 0:
         return 0
     if args.format == "json":

@@ -30,7 +30,7 @@ from escale.train.init import INITS, init_decoder
 from escale.train.metrics import ConfusionMatrix
 from escale.train.protocol import protocol_for
 from escale.train.record import TrainProgress, TrainRecord
-from escale.train.trainer import Trainer, cosine_schedule
+from escale.train.trainer import SCHEDULES, Trainer, lr_schedule
 
 
 class TrainingDivergedError(EscaleError, FloatingPointError):
@@ -101,7 +101,7 @@ def train(spec: ESegSpec | str, dataset: str = "synthetic", steps: int = 50,
           ema_decay: float = 0.999, warmup_steps: int | None = None, checkpoint_every: int | None = None,
           threads: int | None = None, eval_size: tuple[int, int] | None = None, sync_bn: bool = False,
           init: str = "default", eval_every: int | None = None,
-          on_eval: Callable[[int, float], None] | None = None) -> TrainRecord:
+          on_eval: Callable[[int, float], None] | None = None, schedule: str | None = None) -> TrainRecord:
     """Train ``spec`` for ``steps`` SGD steps on ``dataset`` and evaluate mIoU; returns a :class:`TrainRecord`.
 
     ``None`` arguments take the dataset's defaults (:mod:`escale.train.protocol`). ``input_size``
@@ -117,7 +117,9 @@ def train(spec: ESegSpec | str, dataset: str = "synthetic", steps: int = 50,
     re-initialises the decoder and head as EfficientDet does (see :mod:`escale.train.init`).
     With ``on_eval`` and ``eval_every``, the model is also evaluated every ``eval_every`` steps before the
     last (the same validation images) and ``on_eval(step, miou)`` receives the mIoU (fraction); it may
-    raise to stop the run there (a search pruner does). Unused, nothing changes.
+    raise to stop the run there (a search pruner does). Unused, nothing changes. ``schedule`` is
+    ``cosine`` (timm, linear warm-up) or ``onecycle`` (torch's OneCycleLR, momentum cycled); see
+    :mod:`escale.train.trainer`.
     """
     kwargs = {k: v for k, v in locals().items() if k != "threads"}  # the arguments, nothing else yet
     if threads is None:
@@ -149,13 +151,16 @@ def _train(spec: ESegSpec | str, dataset: str, steps: int, input_size: tuple[int
            progress: Callable[[TrainProgress], None] | None, scale_range: tuple[float, float] | None,
            ohem: bool | None, amp: bool | None, ema_decay: float, warmup_steps: int | None,
            checkpoint_every: int | None, eval_size: tuple[int, int] | None, sync_bn: bool, init: str,
-           eval_every: int | None, on_eval: Callable[[int, float], None] | None) -> TrainRecord:
+           eval_every: int | None, on_eval: Callable[[int, float], None] | None,
+           schedule: str | None) -> TrainRecord:
     spec = load_spec(spec) if isinstance(spec, str) else spec
     _check_args(steps, batch_size, 1.0 if lr is None else lr, 0.0 if weight_decay is None else weight_decay,
                 eval_images)
     warmup = max(0, steps // 20) if warmup_steps is None else warmup_steps
     if not (isinstance(warmup, int) and not isinstance(warmup, bool) and 0 <= warmup < steps):
         raise SpecError(f"warmup_steps: {warmup!r} is not allowed (allowed: 0..{steps - 1})")
+    if schedule is not None and schedule not in SCHEDULES:
+        raise SpecError(f"schedule: {schedule!r} is unknown (allowed: {', '.join(SCHEDULES)})")
     if init not in INITS:
         raise SpecError(f"init: {init!r} is unknown (allowed: {', '.join(INITS)})")
     if eval_every is not None and not (isinstance(eval_every, int) and not isinstance(eval_every, bool)
@@ -183,7 +188,7 @@ def _train(spec: ESegSpec | str, dataset: str, steps: int, input_size: tuple[int
               "weight_decay": float(proto.weight_decay if weight_decay is None else weight_decay), "seed": seed,
               "ema": use_ema, "ema_decay": float(ema_decay) if use_ema else None,
               "ohem": bool(proto.ohem if ohem is None else ohem), "eval_images": eval_images,
-              "warmup_steps": warmup, "init": init, "world_size": world, "sync_bn": bool(sync_bn),
+              "warmup_steps": warmup, "schedule": schedule or proto.schedule, "init": init, "world_size": world, "sync_bn": bool(sync_bn),
               "scale_range": list(scale_range or proto.scale_range or train_set.default_scale_range)}
     rungs = _Rungs(eval_every, on_eval) if on_eval is not None and eval_every else None
     return _run(spec, config, train_set, val_set, dev, use_amp, checkpoint, checkpoint_every, progress, rungs)
@@ -235,7 +240,7 @@ def _run_steps(run: _Run, checkpoint: str | Path | None, every: int,
     """Train from ``run.start`` to the last step; returns this session's wall seconds."""
     cfg, trainer, ctx = run.config, run.trainer, run.dist
     steps, batch_size = cfg["steps"], cfg["batch_size"]
-    schedule = cosine_schedule(trainer.optimizer, cfg["lr"], steps, cfg["warmup_steps"])
+    schedule = lr_schedule(cfg["schedule"], trainer.optimizer, cfg["lr"], steps, cfg["warmup_steps"])
     t0 = time.perf_counter()
     for step in range(run.start, steps):
         ddp.maybe_inject_fault(ctx, step)
@@ -293,7 +298,7 @@ def _record(run: _Run, cm: ConfusionMatrix, session_seconds: float, eval_seconds
         loss_history=list(run.losses), confusion_matrix=cm.counts.tolist(), resumed_from_step=run.start,
         checkpoint=str(checkpoint) if checkpoint is not None else None, spec=spec.to_dict(), notes=notes,
         crop_size=list(cfg["input_size"]), eval_size=cfg["eval_size"], eval_pixels=int(cm.counts.sum()),
-        scale_range=list(cfg["scale_range"]), warmup_steps=cfg["warmup_steps"], world_size=cfg["world_size"],
+        scale_range=list(cfg["scale_range"]), warmup_steps=cfg["warmup_steps"], schedule=cfg["schedule"], world_size=cfg["world_size"],
         sync_bn=cfg["sync_bn"], init=cfg["init"], skipped_steps=trainer.skipped_steps)
 
 
@@ -304,7 +309,7 @@ def _resume(checkpoint: str | Path | None, config: dict, trainer: Trainer) -> tu
     state = load_checkpoint(checkpoint)
     if state is None:
         return 0, 0.0, []
-    check_config(checkpoint, state["config"], config)
+    check_config(checkpoint, {"schedule": "cosine", **state["config"]}, config)  # older checkpoints: cosine
     try:
         trainer.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError) as exc:

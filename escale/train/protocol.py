@@ -26,6 +26,7 @@ class Protocol:
     ohem: bool = True
     ema: bool = False
     scale_range: tuple[float, float] | None = None  # None: the dataset's ``default_scale_range``
+    schedule: str = "cosine"  # lr schedule (escale.train.trainer.SCHEDULES)
     note: str = ""
 
 

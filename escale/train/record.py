@@ -61,7 +61,8 @@ class TrainRecord:
     eval_size: list[int] | None = None  # (H, W) whole images were resized to; None: their own size
     eval_pixels: int = 0  # labelled pixels scored, at the labels' own resolution
     scale_range: list[float] = field(default_factory=list)  # training scale jitter (of the image's resolution)
-    warmup_steps: int = 0  # linear warm-up before the cosine decay
+    warmup_steps: int = 0  # warm-up steps before the decay
+    schedule: str = "cosine"  # lr schedule: cosine (timm, linear warm-up) or onecycle (torch OneCycleLR)
     world_size: int = 1  # training processes (torchrun); batch_size is the global batch
     sync_bn: bool = False  # BatchNorm statistics over the global batch
     init: str = "default"  # decoder/head initialisation (see escale.train.init)

@@ -3,7 +3,10 @@
 * Schedule: timm's ``CosineLRScheduler`` stepped per update (``t_in_epochs=False``): linear warm-up
   from ``lr / (warmup + 1)`` over ``warmup`` steps, then a cosine from ``lr`` towards 0 over the rest.
   Its learning rate is a closed-form function of the step, so a resumed run needs no scheduler state
-  (torch's ``SequentialLR`` keeps a recursive state and warns when resumed mid-way).
+  (torch's ``SequentialLR`` keeps a recursive state and warns when resumed mid-way). Or ``onecycle``:
+  torch's ``OneCycleLR`` (cosine warm-up from ``lr / 25``, cosine decay, momentum cycled 0.95 -> 0.85 ->
+  0.95), fast-forwarded on resume; on the synthetic cue task it learnt the far-cue rule where the cosine
+  schedule with the same peak, warm-up and steps did not (reports/context/earlier/schedule_pilots.md).
 * EMA: timm's ``ModelEmaV3`` (parameters and BN buffers) with its decay warm-up
   (``1 - (1 + t)^-3/4``, timm's setting for short runs) capped at ``ema_decay``.
 * AMP: a step the ``GradScaler`` skipped (inf/NaN gradients) is detected as torch documents it, by the
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import torch
 from timm.scheduler import CosineLRScheduler
@@ -25,6 +29,7 @@ from escale.train.loss import cross_entropy, ohem_cross_entropy
 
 MOMENTUM = 0.9
 EMA_WARMUP_POWER = 0.75
+SCHEDULES = ("cosine", "onecycle")
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, lr: float, steps: int,
@@ -41,6 +46,39 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, lr: float, steps: int,
                                  warmup_prefix=True, t_in_epochs=False, initialize=False)
     finally:
         quiet.setLevel(level)
+
+
+class OneCycleSchedule:
+    """torch's ``OneCycleLR`` (peak ``lr`` at step ``warmup_steps``, cosine both ways, momentum cycled
+    0.95 -> 0.85 -> 0.95) behind timm's ``step_update(step)``: ``step`` is 0-based and only moves forward,
+    so a resumed run fast-forwards to its first step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, steps: int, warmup_steps: int = 0) -> None:
+        total = max(3, steps)  # OneCycleLR needs both phases at least one step long
+        peak = min(max(1, warmup_steps), total - 2)  # 0-based step of the peak, as timm's warm-up ends
+        self.steps, self.at = steps, 0
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total,
+                                                            pct_start=(peak + 1) / total)
+
+    def step_update(self, step: int) -> None:
+        if step < self.at:
+            raise ValueError(f"OneCycleSchedule: step {step} is before step {self.at} (steps only move forward)")
+        with warnings.catch_warnings():  # a resumed run steps the schedule before the optimizer
+            warnings.filterwarnings("ignore", message=r".*lr_scheduler\.step\(\)", category=UserWarning)
+            while self.at < min(step, self.steps - 1):
+                self.schedule.step()
+                self.at += 1
+
+
+def lr_schedule(name: str, optimizer: torch.optim.Optimizer, lr: float, steps: int,
+                warmup_steps: int = 0) -> CosineLRScheduler | OneCycleSchedule:
+    """The schedule ``name`` (:data:`SCHEDULES`): ``cosine`` (timm: linear warm-up, cosine to 0, momentum 0.9,
+    the paper's) or ``onecycle`` (torch's OneCycleLR, see :class:`OneCycleSchedule`)."""
+    if name == "onecycle":
+        return OneCycleSchedule(optimizer, lr, steps, warmup_steps)
+    if name != "cosine":
+        raise ValueError(f"schedule: {name!r} is unknown (allowed: {', '.join(SCHEDULES)})")
+    return cosine_schedule(optimizer, lr, steps, warmup_steps)
 
 
 class Trainer:
