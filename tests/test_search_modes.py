@@ -144,7 +144,9 @@ def test_training_settings_are_checked_before_the_first_trial(tmp_path: Path) ->
     cases = [({"dataset": "imagenet"}, r"--dataset: 'imagenet' is unknown \(allowed: synthetic, cityscapes, ade20k"),
              ({"dataset": "cityscapes"}, "--data-root: cityscapes needs the folder"),
              ({"dataset": "cityscapes", "data_root": str(tmp_path / "none")}, "data_root: .* does not exist"),
-             ({"device": "cuda:0"} if not _cuda() else {"device": "tpu"}, "device:")]
+             ({"device": "cuda:0"} if not _cuda() else {"device": "tpu"}, "device:"),
+             ({"schedule": "linear"}, r"--schedule: 'linear' is unknown \(allowed: cosine, onecycle\)"),
+             ({"weight_decay": -1.0}, r"--weight-decay: -1.0 is not allowed")]
     for kw, message in cases:
         with pytest.raises(EscaleError, match=message) as info:
             run_study(short(**kw), 1)
@@ -156,6 +158,8 @@ def test_training_settings_are_checked_before_the_first_trial(tmp_path: Path) ->
     cfg.check()
     assert cfg.train.input_size == (128, 256)  # the synthetic protocol crop, the same for every candidate
     assert cfg.attrs()["train"]["input_size"] == [128, 256] and cfg.train.rungs == 0  # front mode: no rungs
+    assert "schedule" not in cfg.attrs()["train"]  # unset: the attributes of studies made before it existed
+    assert short(steps=4, schedule="onecycle", weight_decay=1e-4).train.to_dict()["schedule"] == "onecycle"
 
 
 def test_resuming_with_other_training_settings_is_refused(tmp_path: Path) -> None:
@@ -167,6 +171,10 @@ def test_resuming_with_other_training_settings_is_refused(tmp_path: Path) -> Non
     other = config(tmp_path, accuracy="short-train", train=TrainSettings(steps=8, input_size=(64, 64)))
     with pytest.raises(EscaleError, match=r"study 't' in .* was made with train=\{.*'steps': 4.*not \{.*'steps': 8"):
         run_study(other, 2, evaluate=evaluate)
+    onecycle = config(tmp_path, accuracy="short-train", train=TrainSettings(steps=4, input_size=(64, 64),
+                                                                             schedule="onecycle"))
+    with pytest.raises(EscaleError, match=r"not \{.*'schedule': 'onecycle'"):
+        run_study(onecycle, 2, evaluate=evaluate)
 
 
 def _cuda() -> bool:

@@ -58,7 +58,10 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
     t.add_argument("--batch", type=int, default=2, help="training batch (default: 2)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the dataset's)")
-    t.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of the steps)")
+    t.add_argument("--warmup-steps", type=int, default=None, help="warm-up steps (default: 5%% of the steps)")
+    t.add_argument("--schedule", choices=("cosine", "onecycle"), default=None,
+                   help="lr schedule: cosine (timm, linear warm-up; default) or onecycle (torch OneCycleLR)")
+    t.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the dataset's)")
     t.add_argument("--rungs", type=int, default=3, help="budget mode with a pruner: evaluations during training "
                    "the pruner judges (default: 3, i.e. every quarter)")
     t.add_argument("--eval-images", type=int, default=16, help="validation images per evaluation (default: 16)")
@@ -89,7 +92,8 @@ def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, impor
                                calibration=args.calibration)
     train = TrainSettings(steps=args.train_steps, seed=args.seed or 0, dataset=args.dataset, device=args.device,
                           data_root=args.data_root, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
-                          eval_images=args.eval_images, rungs=args.rungs,
+                          eval_images=args.eval_images, rungs=args.rungs, schedule=args.schedule,
+                          weight_decay=args.weight_decay,
                           input_size=parse_input_size(args.train_size) if args.train_size else None)
     return StudyConfig(space=space, input_size=size, cost=args.cost, budget_ms=args.budget_ms,
                        accuracy=args.accuracy, backend=args.backend, device=args.device, precision=args.precision,

@@ -32,7 +32,8 @@ class TrainSettings:
     """Short-schedule training for ``--accuracy short-train``, the same for every candidate of a study.
 
     ``input_size`` (H, W) is the training crop of every candidate (None: the dataset's protocol crop,
-    resolved by :func:`check_training`); ``lr``/``warmup_steps``/``ohem`` None: the dataset's defaults.
+    resolved by :func:`check_training`); ``lr``/``warmup_steps``/``ohem``/``schedule``/``weight_decay``
+    None: the dataset's defaults (``schedule``: cosine or onecycle, see :mod:`escale.train.trainer`).
     ``rungs`` > 0 evaluates the model ``rungs`` times during training (every ``steps // (rungs + 1)``
     steps) so a pruner can stop a poor candidate early; 0 evaluates at the end only.
     """
@@ -50,6 +51,8 @@ class TrainSettings:
     eval_images: int = 16
     rungs: int = 0
     threads: int | None = None
+    schedule: str | None = None
+    weight_decay: float | None = None
 
     @property
     def eval_every(self) -> int | None:
@@ -59,6 +62,9 @@ class TrainSettings:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size) if self.input_size else None
+        for key in ("schedule", "weight_decay"):  # unset: as in studies made before they existed (resumable)
+            if d[key] is None:
+                del d[key]
         return d
 
 
@@ -91,6 +97,7 @@ def check_training(cfg: TrainSettings) -> TrainSettings:
     from escale.data.base import split_options
     from escale.train.loop import resolve_device
     from escale.train.protocol import protocol_for
+    from escale.train.trainer import SCHEDULES
 
     name = split_options(cfg.dataset)[0]
     if name not in TRAIN_DATASETS:
@@ -103,6 +110,10 @@ def check_training(cfg: TrainSettings) -> TrainSettings:
             raise SpecError(f"{field_name}: {value!r} is not allowed (allowed: a whole number >= 1)")
     if not isinstance(cfg.rungs, int) or not 0 <= cfg.rungs < cfg.steps:
         raise SpecError(f"--rungs: {cfg.rungs!r} is not allowed (allowed: 0..{cfg.steps - 1})")
+    if cfg.schedule is not None and cfg.schedule not in SCHEDULES:
+        raise SpecError(f"--schedule: {cfg.schedule!r} is unknown (allowed: {', '.join(SCHEDULES)})")
+    if cfg.weight_decay is not None and not (isinstance(cfg.weight_decay, (int, float)) and cfg.weight_decay >= 0):
+        raise SpecError(f"--weight-decay: {cfg.weight_decay!r} is not allowed (allowed: a number >= 0)")
     resolve_device(cfg.device, None)
     probe = make_dataset(cfg.dataset, "val", cfg.data_root, size=None)  # a missing root fails here, one line
     size = tuple(cfg.input_size) if cfg.input_size else protocol_for(probe).crop_size
@@ -137,7 +148,8 @@ def accuracy(spec: ESegSpec, objective: str, macs: int, input_size: tuple[int, i
     rec = run_train(spec, dataset=cfg.dataset, steps=cfg.steps, input_size=tuple(cfg.input_size),
                     batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device, data_root=cfg.data_root,
                     lr=cfg.lr, warmup_steps=cfg.warmup_steps, ohem=cfg.ohem, eval_images=cfg.eval_images,
-                    threads=cfg.threads, eval_every=cfg.eval_every, on_eval=on_eval)
+                    threads=cfg.threads, eval_every=cfg.eval_every, on_eval=on_eval, schedule=cfg.schedule,
+                    weight_decay=cfg.weight_decay)
     # TrainRecord holds fractions in [0, 1]; studies keep mIoU in % like the paper
     return {"miou": round(100.0 * float(rec.miou), 3), "accuracy_objective": "short-train",
             "pixel_acc_pct": round(100.0 * float(rec.pixel_acc), 3), "train_seconds": float(rec.train_seconds),
