@@ -100,6 +100,30 @@ def test_class_ratios_and_family_corrections_are_recovered() -> None:
     assert cal.table["identity"] == table.identity() and cal.fingerprint["perf_ms"] == PERF and cal.seconds >= 0
 
 
+def test_twin_anchors_cancel_the_tables_own_error_on_them() -> None:
+    """Anchors measured where the table was built (its calibration models): their fit error there is the
+    table's, not the machine's. Here = 2x there for kernels and whole models alike, so the right correction is 1."""
+    twins = [lite(**{"decoder.channels": c}) for c in (24, 32, 40)] + [full(), full(**{"decoder.channels": 24})]
+    table = build_table([lite(), *twins], SIZE, timer=table_timer)
+    sums = [LatencyPredictor(table).predict(s).sum_ms for s in twins]
+    errors = [0.90, 1.12, 1.05, 0.93, 1.10]  # each model's own deviation from the kernel sum, on both machines
+    LatencyPredictor(table).fit_calibration(twins, [e * v for e, v in zip(errors, sums, strict=True)], mode="ratio")
+    there = {s.spec_id: e * v for s, e, v in zip(twins, errors, sums, strict=True)}
+    assert set(calm.twin_models(table)) == set(there)
+    plan = calm.anchor_models(table, LatencyPredictor(table))
+    assert {family(s) for s in plan[:2]} == {"se=0,act=relu", "se=1,act=silu"}  # round-robin over families
+    assert len(plan) == 5 and {s.spec_id for s in plan} == set(there) and lite().spec_id not in {s.spec_id for s in plan}
+    double = lambda k: {"raw_ms": 2 * table_timer(k)["raw_ms"], "iqr_ms": 0.0, "runs": 1}  # noqa: E731
+    cal = calibrate_table(table, kernel_timer=double, model_timer=lambda s: 2 * there[s.spec_id], budget_s=60)
+    assert all(v == pytest.approx(1.0, rel=0.02) for v in cal.corrections.values()), cal.corrections
+    raw = [a["measured_ms"] / a["predicted_ms"] for a in cal.anchors]
+    assert max(raw) / min(raw) > 1.15  # uncorrected, each anchor would have biased its family by its own error
+    assert all(a["table_measured_ms"] == pytest.approx(there[a["spec_id"]], rel=1e-3) for a in cal.anchors)
+    pred = LatencyPredictor(table, machine=cal).predict(lite(**{"decoder.channels": 48}))
+    base = LatencyPredictor(table).predict(lite(**{"decoder.channels": 48}))
+    assert pred.latency_ms == pytest.approx(2 * base.latency_ms, rel=0.03)
+
+
 def test_a_family_without_anchor_takes_the_mean_correction() -> None:
     table = build_table([lite()], SIZE, timer=table_timer)
     cal = calibrate_table(table, kernel_timer=here_timer, model_timer=lambda s: here_model_ms(s, table))
@@ -159,8 +183,9 @@ def test_cli_calibrate_writes_to_the_user_location_never_the_table(tmp_path: Pat
     monkeypatch.setattr(calm, "get_kernel_timer", lambda *a, **k: lambda kernel: {
         "raw_ms": committed.overhead_ms + (0.7 * committed.kernels[kernel.key]["latency_ms"]
                                            if kernel.key in committed.kernels else 0.0)})
-    monkeypatch.setattr(calm, "AnchorTimer", lambda table: lambda spec: 0.7 * LatencyPredictor(committed).predict(
-        spec).latency_ms)
+    twins = calm.twin_models(committed)  # a machine 0.7x the one that built the table, whole models included
+    monkeypatch.setattr(calm, "AnchorTimer", lambda table: lambda spec: 0.7 * (
+        twins[spec.spec_id][1] if spec.spec_id in twins else LatencyPredictor(committed).predict(spec).latency_ms))
     before = sha(COMMITTED)
     assert main(["lut", "calibrate", "--lut", str(COMMITTED), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)[0]

@@ -272,7 +272,9 @@ def _calibrate_cmd(args: argparse.Namespace) -> int:
         return 0
     rows = [[c, str(sum(r["class"] == c for r in cal.kernels)), f"x{v:.3f}"] for c, v in cal.class_ratios.items()]
     rows += [[f"anchor {a['name']} ({a['family']})", f"{a['measured_ms']:.1f} ms measured",
-              f"x{a['measured_ms'] / a['predicted_ms']:.3f}"] for a in cal.anchors]
+              f"x{a.get('correction', a['measured_ms'] / a['predicted_ms']):.3f}"
+              + (f" (x{a['table_measured_ms'] / a['table_predicted_ms']:.3f} where built)"
+                 if "table_measured_ms" in a else "")] for a in cal.anchors]
     render.table(f"Calibration of {args.lut} for this machine", [("kernel class / anchor", "left"),
                  ("kernels sampled", "right"), ("here / table", "right")], rows,
                  f"Fingerprint {fp['id']} ({fp['cpu_model']}, {', '.join(fp['cpu_flags'])}); "

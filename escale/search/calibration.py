@@ -5,17 +5,22 @@ slower, and not uniformly (wide SIMD helps dense convolutions more than resizes)
 one predictor per device, built from tens of thousands of models; here the user has one machine and a
 few minutes, so :func:`calibrate_table` re-measures a little of the table, within ``budget_s`` (30 s):
 
-1. **Anchors**: one model per family (squeeze-excite / activation: one per shipped space) of the
-   table's build set, its smallest paper preset where there is one, measured whole the onnxruntime
-   backend's way (thread CPU time with one thread, median of 4 runs; the export is cached), once first and
-   once more after the kernels: the lower median counts (a job on a sibling vCPU only ever slows a run
-   down). An anchor that would not fit the budget is skipped; its family takes the mean correction.
+1. **Anchors**: per family (squeeze-excite / activation: one per shipped space) up to
+   :data:`MAX_ANCHORS` of the table's own calibration models, cheapest first -- models measured whole
+   where the table was built, so each anchor's own fit error there is known ("twins") -- else the smallest
+   paper preset of the build set; measured whole the onnxruntime backend's way (thread CPU time with one
+   thread, median of 4 runs; the export is cached), once first and once more after the kernels: the
+   lower median counts (a job on a sibling vCPU only ever slows a run down). Anchors are taken
+   round-robin over families while the budget allows; a family without one takes the mean correction.
 2. **Kernels**: per kernel class (:data:`escale.search.predictor.CLASSES`) the kernels at evenly spaced
    quantiles of the class's latency mass in the table, re-timed here by the table's own machinery,
    round-robin over classes until the budget is spent. Class ratio = median of (here / table): a
    median, so one disturbed kernel moves nothing.
-3. **Correction**: per family, anchor measured / (table prediction with the class ratios applied);
-   a family without an anchor takes the geometric mean of the others.
+3. **Correction**: per family, the median over its anchors of measured here / (table prediction with
+   the class ratios applied), divided for a twin by the same ratio where the table was built (measured
+   there / the table's prediction): what the machine changes, not what the table's fit already missed on
+   that model. With one preset anchor, that model's own fit error (+-4% on 2026-11-30) biased every
+   prediction; a family without an anchor takes the geometric mean of the others.
 
 Prediction here = correction(family) x the table's own calibration applied to the per-class kernel sums
 scaled by the class ratios. The result is a :class:`MachineCalibration`, saved as
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from escale import paths
+from escale.errors import SpecError
 from escale.profiler.latency.fingerprint import current_fingerprint, mismatch
 from escale.search.kernels import Kernel
 from escale.search.lut import OVERHEAD_KERNEL, LatencyTable, get_kernel_timer, model_call, time_model_call
@@ -49,6 +55,7 @@ FORMAT = "escale-lut-calibration/1"
 BUDGET_S = 24.0        # seconds of measuring at most (`lut calibrate` gives what start-up leaves of 27 s)
 PER_CLASS = 10          # kernels sampled per class at most
 KERNEL_RESERVE_S = 8.0  # seconds kept for kernels when choosing anchors
+MAX_ANCHORS = 3         # anchors per family at most
 
 
 class CalibrationError(TableError):
@@ -223,11 +230,33 @@ def calibration_timing() -> Any:
     return TimingConfig(warmup_runs=2, warmup_s=0.02, min_runs=5, min_duration_s=0.1, max_duration_s=1.0)
 
 
+def twin_models(table: LatencyTable) -> dict[str, tuple[ESegSpec, float]]:
+    """The table's own calibration models that carry their spec: spec_id -> (spec, ms measured where the
+    table was built). Tables from before 2026-11-30 recorded no specs and have none."""
+    out: dict[str, tuple[ESegSpec, float]] = {}
+    for m in (table.calibration or {}).get("models", []):
+        ms = m.get("measured_ms")
+        if not (isinstance(m.get("spec"), dict) and isinstance(ms, (int, float)) and ms > 0):
+            continue
+        try:
+            spec = ESegSpec.from_dict(m["spec"])
+        except SpecError:
+            continue
+        if spec.spec_id == m.get("spec_id"):
+            out[spec.spec_id] = (spec, float(ms))
+    return out
+
+
 def anchor_models(table: LatencyTable, predictor: Any) -> list[ESegSpec]:
-    """One model per family of the table's build set: its smallest paper preset (Table 3 order: S before
-    M before L), else the cheapest predicted model; cheapest family first."""
+    """Per family up to :data:`MAX_ANCHORS` twins (:func:`twin_models`), cheapest first; a family without
+    twins: its smallest paper preset of the build set (Table 3 order), else its cheapest predicted model.
+    Round-robin over families: every family's first anchor, cheapest family first, then the seconds..."""
     from escale.spec import TABLE3, preset
 
+    cost = lambda s: predictor.predict(s).latency_ms  # noqa: E731
+    twins: dict[str, list[ESegSpec]] = {}
+    for spec, _ in twin_models(table).values():
+        twins.setdefault(family(spec), []).append(spec)
     groups: dict[str, list[ESegSpec]] = {}
     for entry in table.built_from:
         spec = None
@@ -235,15 +264,15 @@ def anchor_models(table: LatencyTable, predictor: Any) -> list[ESegSpec]:
             spec = ESegSpec.from_dict(entry["spec"])
         elif entry.get("name") in TABLE3:
             spec = preset(entry["name"])
-        if spec is not None and spec.spec_id == entry.get("spec_id"):
+        if spec is not None and spec.spec_id == entry.get("spec_id") and family(spec) not in twins:
             groups.setdefault(family(spec), []).append(spec)
     order = list(TABLE3)
-    chosen = []
+    ranked = [sorted(specs, key=cost)[:MAX_ANCHORS] for specs in twins.values()]
     for specs in groups.values():
         presets = [s for s in specs if s.name in TABLE3]
-        chosen.append(min(presets, key=lambda s: order.index(s.name)) if presets
-                      else min(specs, key=lambda s: predictor.predict(s).latency_ms))
-    return sorted(chosen, key=lambda s: predictor.predict(s).latency_ms)
+        ranked.append([min(presets, key=lambda s: order.index(s.name)) if presets else min(specs, key=cost)])
+    return [spec for rank in range(MAX_ANCHORS)
+            for spec in sorted((r[rank] for r in ranked if rank < len(r)), key=cost)]
 
 
 def sample_kernels(table: LatencyTable, per_class: int = PER_CLASS) -> list[Kernel]:
@@ -309,13 +338,20 @@ def calibrate_table(table: LatencyTable, budget_s: float = BUDGET_S, kernel_time
         created_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         load_avg_1m=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
     scaled = LatencyPredictor(table, machine=cal)  # corrections still empty: the class ratios only
+    twins = twin_models(table)
     for spec, ms in measured.values():
         p = base.predict(spec)
-        cal.anchors.append({"name": spec.name, "spec_id": spec.spec_id, "family": family(spec), "measured_ms":
-                            round(ms, 4), "predicted_ms": round(scaled.calibrate_sum(p.sum_ms, p.by_class_ms)[0], 4)})
+        here = scaled.calibrate_sum(p.sum_ms, p.by_class_ms)[0]
+        row = {"name": spec.name, "spec_id": spec.spec_id, "family": family(spec), "measured_ms": round(ms, 4),
+               "predicted_ms": round(here, 4), "correction": ms / here}
+        if spec.spec_id in twins:  # the table's own error on this model, where it was built, is not the machine's
+            there = twins[spec.spec_id][1]
+            row.update(table_measured_ms=there, table_predicted_ms=round(p.latency_ms, 4),
+                       correction=ms / here / (there / p.latency_ms))
+        row["correction"] = round(row["correction"], 5)
+        cal.anchors.append(row)
     for fam in {a["family"] for a in cal.anchors}:
-        cal.corrections[fam] = statistics.median(a["measured_ms"] / a["predicted_ms"] for a in cal.anchors
-                                                 if a["family"] == fam)
+        cal.corrections[fam] = statistics.median(a["correction"] for a in cal.anchors if a["family"] == fam)
     cal.seconds = round(elapsed(), 2)
     return cal
 
