@@ -94,3 +94,16 @@ def test_journal_file_storage_runs_resumes_and_reads_back(tmp_path: Path) -> Non
     run_study(again, 3, evaluate=fake_evaluate)
     frame = trials_frame(load_study("j", str(log)))
     assert list(frame["state"]) == ["COMPLETE"] * 3
+
+
+def test_study_list_finds_journal_files_beside_sqlite(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    from escale.cli.main import main
+
+    monkeypatch.setenv("ESCALE_HOME", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "400")  # long storage paths stay on one line
+    for storage, name in ((tmp_path / "studies" / "j.log", "j"), (tmp_path / "studies" / "s.db", "s")):
+        run_study(StudyConfig(space_from_dict(TINY), input_size=SIZE, cost="macs", measure=False,
+                              storage=str(storage), study_name=name, seed=0), 1, evaluate=fake_evaluate)
+    assert main(["study", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "j.log" in out and "s.db" in out

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--all", action="store_true", help="every trial, rejected and failed ones included")
     show.add_argument("--format", choices=render.FORMATS, default="table", help="output format")
     show.set_defaults(func=_show)
-    lst = ssub.add_parser("list", help="list studies in a storage (default: <home>/studies/*.db)",
+    lst = ssub.add_parser("list", help="list studies in a storage (default: <home>/studies/*.db and *.log)",
                           **with_example("Studies in a storage, or in every database under <home>/studies/.",
                                          "escale study list --storage postgresql://user@host/escale"))
     lst.add_argument("--storage", default=None, help="Optuna storage URL")
@@ -99,7 +99,8 @@ def _list(args: argparse.Namespace) -> int:
     from escale.paths import studies_dir
     from escale.search.storage import normalise, open_storage, shown_url
 
-    urls = [normalise(args.storage)] if args.storage else [f"sqlite:///{p}" for p in sorted(studies_dir().glob("*.db"))]
+    found = sorted([*studies_dir().glob("*.db"), *studies_dir().glob("*.log")])  # SQLite files and journals
+    urls = [normalise(args.storage)] if args.storage else [normalise(str(p)) for p in found]
     rows = []
     for url in urls:
         for s in optuna.get_all_study_summaries(storage=open_storage(url, None)):
