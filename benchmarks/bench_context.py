@@ -11,17 +11,18 @@ of one seed are paired. Reported per task and level: mIoU and context accuracy
 the mean paired difference deepest level - P5 with a two-sided 95% t interval over seeds
 (mean +- t_{0.975, n-1} * sd / sqrt(n) of the per-seed differences).
 
-Geometry: H = 512 so that the far cue (0.6 H = 307 px above the objects) is out of reach of P5 features
-of this small encoder (the product-side probe: at 128x256 P5 already sees everything, at 512x512 P5-P7
-stay at chance); W = 256 halves the cost and does not change the vertical reach. At 512x256 P5 is
-16x8 cells, P7 4x2, P8 2x1 and P9 1x1 (one feature sees the whole image).
-Schedule: 350 steps x batch 4, the trainer's OHEM loss, lr 0.12 with a 30% linear warm-up, then cosine.
-Why (reports/context/earlier/): learning the colour -> class rule is a sudden event whose step varies from
-run to run; at 250 steps with a 5% warm-up (plain cross-entropy or OHEM) a quarter to a third of the runs,
-local control included, had not made it and predicted one object class for all objects, which makes a
-paired t interval over 3 seeds useless. In pilots on those failing seeds the longer warm-up and 350 steps
-let them learn; seeds 0-5 were used while choosing this, so the reference run uses fresh seeds 6-8. One intra-op thread (on a busy 2-core machine 2 threads ran 20-100x
-slower); runs alternate task and level inside each seed so that load from other processes hits all alike.
+Geometry: 512x512, as in the product-side probe (../shared/notes/context-probe.md): the far cue (0.6 H =
+307 px above the objects) is out of reach of P5 features of this small encoder, and P8 is 2x2 cells (P7
+4x4, P5 16x16); P9 would be 1x1, where BatchNorm sees 4 values per channel at batch 4.
+Schedule: 300 steps x batch 4, the trainer's OHEM loss, lr 0.05, weight decay 1e-4, torch's OneCycleLR
+(30% warm-up, momentum cycled 0.95-0.85-0.95). Why (reports/context/earlier/): learning the colour ->
+class rule is a sudden event whose step varies from run to run; with timm's cosine schedule (linear
+warm-up, momentum 0.9) a quarter to a half of the runs, the local control included, had not made it
+and predicted one object class for all objects, which makes a paired t interval over 3 seeds useless.
+In pilots (schedule_pilots.md) the same model, data and peak lr learnt it with OneCycleLR where the
+cosine schedule did not; seeds 0-11 were used while choosing, so the reference run uses fresh seeds 12-14.
+One intra-op thread per run (on a busy 2-core machine 2 threads ran 20-100x slower); ``--jobs 2`` runs two
+at once; runs alternate task and level inside each seed so that load hits all alike.
 Writes context_levels.{json,md} to <home>/bench/context/ (ignored by git; `escale paths`), to --out DIR,
 or with --update-reference to the committed reports/context/. Run with ``nice`` on a shared machine.
 """
@@ -31,10 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,17 +58,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=["far", "local"])
     p.add_argument("--far-distance", type=float, default=TASKS["far"], help="context_distance of the far task")
-    p.add_argument("--seeds", type=int, nargs="+", default=[6, 7, 8],
-                   help="default: fresh seeds (0-5 were used while choosing the schedule)")
-    p.add_argument("--levels", type=int, nargs="+", default=[5, 8, 9],
+    p.add_argument("--seeds", type=int, nargs="+", default=[12, 13, 14],
+                   help="default: fresh seeds (0-11 were used while choosing the schedule)")
+    p.add_argument("--levels", type=int, nargs="+", default=[5, 8],
                    help="max levels of the far task; the first is the base")
-    p.add_argument("--local-levels", type=int, nargs="+", default=[5, 9],
+    p.add_argument("--local-levels", type=int, nargs="+", default=[5, 8],
                    help="max levels of the local control; the first is the base")
-    p.add_argument("--steps", type=int, default=350)
-    p.add_argument("--warmup-frac", type=float, default=0.3, help="linear warm-up, as a fraction of the steps")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--warmup-frac", type=float, default=0.3, help="warm-up, as a fraction of the steps")
+    p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="lr schedule")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--input-size", default="512x256", help="HxW pixels (training and evaluation)")
-    p.add_argument("--lr", type=float, default=0.12)
+    p.add_argument("--input-size", default="512x512", help="HxW pixels (training and evaluation)")
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     p.add_argument("--ohem", action=argparse.BooleanOptionalAction, default=True,
                    help="the trainer's OHEM loss (default) or plain cross-entropy (--no-ohem)")
     p.add_argument("--eval-images", type=int, default=64)
@@ -158,33 +164,46 @@ def task_dataset(args: argparse.Namespace, task: str) -> str:
     return dataset_name("cue", args.far_distance if task == "far" else TASKS[task])
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def one_run(args: argparse.Namespace, seed: int, task: str, level: int) -> dict:
+    """Train and score one (seed, task, level); the row of the report."""
     size = parse_input_size(args.input_size)
-    base, rows = base_spec(args), []
-    for seed in args.seeds:
-        for task in args.tasks:
-            name = task_dataset(args, task)
-            ds = make_dataset(name, "val", size=size)
-            pair = tuple(ds.class_names.index(c) for c in ds.context_classes)
-            for level in task_levels(args)[task]:
-                spec = base.with_overrides({"name": f"{base.name}+tiny+max_level={level}",
-                                            "decoder.max_level": level})
-                rec = escale.train.train(spec, dataset=name, steps=args.steps, input_size=size,
-                                         batch_size=args.batch_size, lr=args.lr, seed=seed, ohem=args.ohem,
-                                         warmup_steps=round(args.warmup_frac * args.steps),
-                                         eval_images=args.eval_images, threads=args.threads)
-                row = {"task": task, "dataset": name, "max_level": level, "seed": seed, "miou": rec.miou,
-                       "context_accuracy": context_accuracy(rec.confusion_matrix, pair),
-                       "context_miou": spread([rec.iou_per_class[c] for c in ds.context_classes])["mean"],
-                       "pixel_acc": rec.pixel_acc, "final_loss": rec.final_loss,
-                       "train_seconds": rec.train_seconds, "eval_seconds": rec.eval_seconds,
-                       "iou_per_class": rec.iou_per_class, "spec_id": rec.spec_id,
-                       "params": escale.profile(spec, input_size=size).params, "load_avg": os.getloadavg()[0]}
-                rows.append(row)
-                print(f"{task} P{level} seed {seed}: mIoU {100 * rec.miou:.1f}%  context acc "
-                      f"{_pct(row['context_accuracy'])}  ({rec.train_seconds:.0f} s, load {row['load_avg']:.1f})",
-                      flush=True)
-    return rows
+    name = task_dataset(args, task)
+    ds = make_dataset(name, "val", size=size)
+    pair = tuple(ds.class_names.index(c) for c in ds.context_classes)
+    base = base_spec(args)
+    spec = base.with_overrides({"name": f"{base.name}+tiny+max_level={level}", "decoder.max_level": level})
+    rec = escale.train.train(spec, dataset=name, steps=args.steps, input_size=size, batch_size=args.batch_size,
+                             lr=args.lr, weight_decay=args.weight_decay, seed=seed, ohem=args.ohem,
+                             warmup_steps=round(args.warmup_frac * args.steps), schedule=args.schedule,
+                             eval_images=args.eval_images, threads=args.threads)
+    return {"task": task, "dataset": name, "max_level": level, "seed": seed, "miou": rec.miou,
+            "context_accuracy": context_accuracy(rec.confusion_matrix, pair),
+            "context_miou": spread([rec.iou_per_class[c] for c in ds.context_classes])["mean"],
+            "pixel_acc": rec.pixel_acc, "final_loss": rec.final_loss, "train_seconds": rec.train_seconds,
+            "eval_seconds": rec.eval_seconds, "iou_per_class": rec.iou_per_class, "spec_id": rec.spec_id,
+            "params": escale.profile(spec, input_size=size).params, "load_avg": os.getloadavg()[0]}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Every (seed, task, level), alternating task and level inside each seed; ``args.jobs`` at once."""
+    plan = [(seed, task, level) for seed in args.seeds for task in args.tasks for level in task_levels(args)[task]]
+
+    def show(row: dict) -> None:
+        print(f"{row['task']} P{row['max_level']} seed {row['seed']}: mIoU {100 * row['miou']:.1f}%  context acc "
+              f"{_pct(row['context_accuracy'])}  ({row['train_seconds']:.0f} s, load {row['load_avg']:.1f})",
+              flush=True)
+
+    if args.jobs <= 1:
+        rows = []
+        for job in plan:
+            rows.append(one_run(args, *job))
+            show(rows[-1])
+        return rows
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(one_run, args, *job) for job in plan]
+        for f in as_completed(futures):
+            show(f.result())
+        return [f.result() for f in futures]
 
 
 def summarise(rows: list[dict], task_levels: dict[str, list[int]]) -> dict:
@@ -249,8 +268,9 @@ def markdown(result: dict) -> str:
              f"ESeg-Lite-S shape (fused MBConv, no SE, ReLU) shrunk to width {cfg['width']}, depth {cfg['depth']}, "
              f"{cfg['channels']} BiFPN channels x {cfg['repeats']} repeats, head at P3; only decoder.max_level "
              f"varies. {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']} "
-             f"({100 * cfg.get('warmup_frac', 0.05):.0f}% warm-up), "
-             f"{'OHEM' if cfg['ohem'] else 'plain cross-entropy'}, cosine, fresh scenes each step; seeds "
+             f"({100 * cfg.get('warmup_frac', 0.05):.0f}% warm-up), weight decay {cfg.get('weight_decay', 5e-5):g}, "
+             f"{'OHEM' if cfg['ohem'] else 'plain cross-entropy'}, {cfg.get('schedule', 'cosine')} schedule, "
+             f"fresh scenes each step; seeds "
              f"{cfg['seeds']}; {cfg['eval_images']} validation scenes, single scale. Far task: the band "
              f"{cfg['far_distance']} H above the objects; local control: on them (distance 0).", "",
              f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s.", "",

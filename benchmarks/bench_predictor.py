@@ -261,7 +261,8 @@ def markdown(r: dict) -> str:
     for label, t in r["tables"].items():
         ratios = ", ".join(f"{k} x{v:.2f}" for k, v in t["class_ratios"].items())
         corr = ", ".join(f"{k} x{v:.3f}" for k, v in t["corrections"].items())
-        anchors = ", ".join(f"{a['name']} {a['measured_ms']:.1f} ms" for a in t["anchors"])
+        anchors = ", ".join(f"{a['name']} {a['measured_ms']:.1f} ms (x{a.get('correction', 0.0):.3f}"
+                            f"{', twin' if 'table_measured_ms' in a else ''})" for a in t["anchors"])
         lines.append(f"- **{label}** ({t['table']}, built {t['table_built_at']}, {t['kernels']} kernels): "
                      f"`lut calibrate` measured for {t['calibration_s']:.1f} s ({t['calibrate_command_wall_s']:.1f} s "
                      f"for the whole command); {t['kernels_sampled']} kernels re-timed, class ratios {ratios}; "

@@ -5,11 +5,14 @@ latency <= budget) over the same small ESeg-Lite space, with the same sampler se
 SuccessiveHalving pruning on mIoU reported at evaluation rungs of the short training, one without. Reported:
 each study's best feasible mIoU and candidate, and the training steps each spent. Target: the pruned study
 reaches the unpruned study's best mIoU within 1 point (or finds the same best candidate) with <= 40% of its
-training steps. Also: Spearman's rho of the ``paper-trend`` estimate and of MACs against short-train mIoU over
-the candidates the unpruned study trained fully (how far to trust the instant screens).
+training steps. Also: Spearman's rho of the ``paper-trend`` estimate, of MACs and of a training-free score
+(NASWOT, Mellor et al. 2021: log|K| of the ReLU activation codes of 8 validation scenes through the untrained
+model, :func:`naswot`) against short-train mIoU over the candidates the unpruned study trained fully (how far
+to trust the instant screens; escale offers a training-free objective only if it beats MACs here).
 
 Task and schedule as benchmarks/bench_rank.py: ``synthetic:task=cue,context_distance=0.6`` at 512x256, 300 steps
-x batch 4, lr 0.12, 30% warm-up, OHEM; latency predicted at 512x1024 by the committed kernel table
+x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM (the 2026-11-30 reference:
+timm's cosine schedule, lr 0.12, reports/search/earlier/); latency predicted at 512x1024 by the committed kernel table
 (ONNX Runtime, CPU, 1 thread). The two studies run side by side (one process and one thread each).
 Writes search.{json,md} to <home>/bench/search/ (`escale paths`), to --out DIR, or with --update-reference
 to the committed reports/search/. Not a timed test.
@@ -52,13 +55,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-size", default="512x256")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=0.12)
+    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--warmup-frac", type=float, default=0.3)
+    p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="lr schedule")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--eval-images", type=int, default=32)
     p.add_argument("--rungs", type=int, default=3, help="evaluations during training the pruner judges")
     p.add_argument("--pruner", default="sha", help="sha or hyperband")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
+    p.add_argument("--trainfree", action="store_true", help="with --render-only: add the training-free scores")
     add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
 
@@ -81,7 +87,7 @@ def run_one(args: argparse.Namespace, pruner: str, storage: str) -> dict:
     train = TrainSettings(steps=args.steps, input_size=parse_input_size(args.train_size), batch_size=args.batch_size,
                           seed=args.seed, dataset=args.dataset, lr=args.lr,
                           warmup_steps=round(args.warmup_frac * args.steps), ohem=True, eval_images=args.eval_images,
-                          rungs=args.rungs, threads=1)
+                          rungs=args.rungs, threads=1, schedule=args.schedule, weight_decay=args.weight_decay)
     cfg = StudyConfig(space_from_dict(SPACE), input_size=(512, 1024), cost="latency", budget_ms=args.budget_ms,
                       accuracy="short-train", predictor=LatencyPredictor(load_table(LUT)), measure=False,
                       train=train, storage=storage, study_name=f"bench-{pruner}", seed=args.seed, pruner=pruner)
@@ -99,6 +105,53 @@ def run_one(args: argparse.Namespace, pruner: str, storage: str) -> dict:
                      "intermediate": {str(k): v for k, v in t.intermediate_values.items()}})
     return {"pruner": pruner, "wall_seconds": time.perf_counter() - t0, "trials": rows,
             "storage": storage, "study": cfg.name}
+
+
+def naswot(spec, images, seed: int = 0) -> float:  # noqa: ANN001 - ESegSpec, (N, 3, H, W) normalised
+    """NASWOT score (Mellor et al. 2021, "Neural Architecture Search without Training"): log|K| with
+    K[i, j] = the number of ReLU units that agree (both on or both off) between samples i and j, over every
+    ReLU of the untrained model (seeded init, train-mode BatchNorm as in the paper's code)."""
+    import torch
+
+    import escale
+
+    torch.manual_seed(seed)
+    model = escale.build_model(spec).train()
+    n = images.shape[0]
+    k = torch.zeros(n, n, dtype=torch.float64)
+
+    def hook(_module, _inputs, out) -> None:  # noqa: ANN001
+        c = (out.detach().flatten(1) > 0).double()
+        k.add_(c @ c.T + (1 - c) @ (1 - c).T)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return float(torch.linalg.slogdet(k)[1])
+
+
+def trainfree_scores(result: dict) -> None:
+    """Add ``naswot`` to every fully trained trial of the unpruned study (in place)."""
+    import torch
+
+    from escale.data import make_dataset, normalize
+    from escale.search import space_from_dict
+
+    cfg = result["config"]
+    size = parse_input_size(cfg["train_size"])
+    val = make_dataset(cfg["dataset"], "val", size=size)
+    images = normalize(torch.stack([val[i][0] for i in range(8)]))
+    space = space_from_dict(SPACE)
+    for st in result["studies"]:
+        if st["pruner"] == "none":
+            for r in st["trials"]:
+                if r["state"] == "COMPLETE":
+                    r["naswot"] = naswot(space.to_spec(r["params"]).with_overrides({"num_classes": val.num_classes}),
+                                         images, cfg["seed"])
 
 
 def summarise(result: dict) -> dict:
@@ -119,7 +172,9 @@ def summarise(result: dict) -> dict:
     trained = [r for r in full["trials"] if r["state"] == "COMPLETE"]
     miou = [r["miou"] for r in trained]
     rho = {"paper_trend": spearman([r["paper_trend"] for r in trained], miou) if len(trained) > 2 else None,
-           "macs": spearman([r["macs"] for r in trained], miou) if len(trained) > 2 else None}
+           "macs": spearman([r["macs"] for r in trained], miou) if len(trained) > 2 else None,
+           "naswot": spearman([r["naswot"] for r in trained], miou)
+           if len(trained) > 2 and all("naswot" in r for r in trained) else None}
     return {"best_pruned": bp, "best_unpruned": bf, "steps_pruned": steps(pruned), "steps_unpruned": steps(full),
             "steps_ratio": ratio, "miou_gap_points": gap, "same_best": same,
             "met": bool(ratio <= TARGET_STEPS and (gap <= TARGET_POINTS or same)), "spearman_vs_short_train": rho,
@@ -141,7 +196,8 @@ def markdown(result: dict) -> str:
              "ms at 512x1024 (ONNX Runtime CPU, 1 thread, committed kernel table). "
              f"{cfg['trials']} evaluated trials per study, sampler seed {cfg['seed']} (TPE, 8 random start-up "
              f"trials); short training {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']}, "
-             f"{100 * cfg['warmup_frac']:.0f}% warm-up, OHEM; {cfg['eval_images']} validation scenes; pruner "
+             f"{100 * cfg['warmup_frac']:.0f}% warm-up, weight decay {cfg.get('weight_decay', 5e-5):g}, "
+             f"{cfg.get('schedule', 'cosine')} schedule, OHEM; {cfg['eval_images']} validation scenes; pruner "
              f"{cfg['pruner']} (reduction factor 3) on {cfg['rungs']} evaluation rungs.", "",
              f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s (both studies side by side). "
              f"Command: `python benchmarks/bench_search.py{_changed(cfg)}`.", "",
@@ -160,14 +216,15 @@ def markdown(result: dict) -> str:
               f"mIoU gap {s['miou_gap_points']:+.1f} points (target <= {TARGET_POINTS:g}), same best candidate: "
               f"{'yes' if s['same_best'] else 'no'}. Target: {'MET' if s['met'] else 'MISSED'}.", "",
               f"Spearman's rho against short-train mIoU over the {s['n_fully_trained']} candidates the unpruned "
-              f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}."]
+              f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}, training-free "
+              f"NASWOT score {fmt(rho.get('naswot'))}."]
     return "\n".join(lines) + "\n"
 
 
 def _changed(cfg: dict) -> str:
     """The arguments of a run that differ from the defaults, as command-line flags."""
     defaults = vars(parse_args([]))
-    skip = {"out", "update_reference", "render_only"}
+    skip = {"out", "update_reference", "render_only", "trainfree"}
     return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and defaults.get(k) != v)
 
 
@@ -176,6 +233,10 @@ def main() -> None:
     out = bench_output(args, NAME)
     if args.render_only:
         result = json.loads((out / "search.json").read_text())
+        if args.trainfree:  # add the training-free scores to an existing run
+            trainfree_scores(result)
+            result["summary"] = summarise(result)
+            (out / "search.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         (out / "search.md").write_text(markdown(result))
         print(markdown(result))
         return
@@ -189,6 +250,7 @@ def main() -> None:
     result = {"machine": f"{platform.machine()} {os.cpu_count()} cores (shared), torch {torch.__version__}, 1 intra-op "
                          f"thread per study, load avg {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end",
               "config": vars(args), "wall_seconds": time.perf_counter() - t0, "studies": studies}
+    trainfree_scores(result)
     result["summary"] = summarise(result)
     out.mkdir(parents=True, exist_ok=True)
     (out / "search.json").write_text(json.dumps(result, indent=2, default=str) + "\n")

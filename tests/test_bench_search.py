@@ -41,7 +41,24 @@ def test_summary_counts_steps_compares_best_and_correlates():
     s = bench.summarise(result)
     assert (s["steps_pruned"], s["steps_unpruned"]) == (225, 300) and s["same_best"] and s["miou_gap_points"] == 0.5
     assert not s["met"]  # 75% of the steps
-    assert s["spearman_vs_short_train"] == {"paper_trend": 1.0, "macs": -1.0}
+    assert s["spearman_vs_short_train"] == {"paper_trend": 1.0, "macs": -1.0, "naswot": None}  # not scored yet
+    for r, score in zip(full, (3.0, 1.0, 2.0), strict=True):
+        r["naswot"] = score
+    assert bench.summarise(result)["spearman_vs_short_train"]["naswot"] == -1.0
     result["summary"] = s
     text = bench.markdown(result)
     assert "Target: MISSED" in text and "Command: `python benchmarks/bench_search.py`" in text
+
+
+def test_naswot_counts_agreeing_relu_codes():
+    import torch
+
+    import escale
+
+    spec = escale.preset("ESeg-Lite-S").with_overrides({"encoder.width": 0.1, "encoder.depth": 0.1,
+                                                        "decoder.channels": 8, "decoder.max_level": 5})
+    images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    score = bench.naswot(spec, images)
+    assert score == bench.naswot(spec, images) and 0 < score < 4 * 30  # log|K| of a 4x4 K, entries < e^30
+    same = images[:1].expand(4, -1, -1, -1).clone()  # identical samples: identical codes, K singular
+    assert bench.naswot(spec, same) < score - 10 or bench.naswot(spec, same) == float("-inf")
