@@ -25,15 +25,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import platform
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
+from bench_jobs import run_jobs
 
 import escale
 import escale.train
@@ -154,17 +153,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         print(f"{row['variant']} seed {row['seed']}: mIoU {100 * row['miou']:.1f}%  ({row['train_seconds']:.0f} s, "
               f"load {row['load_avg']:.1f})", flush=True)
 
-    if args.jobs <= 1:
-        rows = []
-        for job in plan:
-            rows.append(one_run(args, *job))
-            show(rows[-1])
-        return rows
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(one_run, args, *job) for job in plan]
-        for f in as_completed(futures):
-            show(f.result())
-        return [f.result() for f in futures]
+    return run_jobs(one_run, args, plan, args.jobs, show)
 
 
 def summarise(rows: list[dict], seeds: list[int]) -> dict:

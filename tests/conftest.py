@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import escale
+
+# The benchmark scripts import their shared helpers (bench_jobs, bench_rank) from their own folder, as when run.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # One intra-op thread: on small shared CPUs two spinning OpenMP threads made tiny models 20-100x slower.
 torch.set_num_threads(1)

@@ -69,3 +69,12 @@ def test_default_output_is_ignored_and_the_reference_only_on_request(monkeypatch
     assert bench.output_dir(bench.parse_args(["--out", str(tmp_path)])) == tmp_path
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", str(tmp_path), "--update-reference"])
+
+
+def test_run_jobs_returns_rows_in_plan_order_serial_and_in_processes():
+    from bench_jobs import run_jobs
+
+    for jobs in (1, 2):
+        shown: list = []
+        assert run_jobs(max, 1, [(3,), (0,), (5, 2)], jobs, shown.append) == [3, 1, 5]
+        assert sorted(shown) == [1, 3, 5]
