@@ -77,8 +77,8 @@ def test_summary_and_verdict_for_a_clear_far_effect_and_a_null_control():
 
 def test_the_far_task_name_carries_the_distance_and_each_task_its_levels():
     args = bench.parse_args(["--far-distance", "0.5"])
-    assert bench.task_levels(args) == {"far": [5, 8], "local": [5, 8]} and args.ohem and args.seeds == [12, 13, 14]
-    assert (args.input_size, args.schedule, args.steps, args.lr, args.jobs) == ("512x512", "onecycle", 300, 0.05, 1)
+    assert bench.task_levels(args) == {"far": [5, 8], "local": [5, 8]} and args.ohem and args.seeds == [15, 16, 17, 18, 19]
+    assert (args.input_size, args.schedule, args.steps, args.lr, args.jobs) == ("512x512", "onecycle", 300, 0.05, 2)
     assert not bench.parse_args(["--no-ohem"]).ohem
     assert bench.task_dataset(args, "far") == "synthetic:task=cue,context_distance=0.5"
     assert bench.task_dataset(args, "local") == "synthetic:task=cue,context_distance=0"
