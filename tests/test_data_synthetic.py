@@ -120,7 +120,11 @@ def test_plain_name_keeps_the_street_scenes_and_options_select_the_cue_task():
 @pytest.mark.parametrize(("name", "match"), [
     ("synthetic:task=cars", r"task: 'cars' is unknown \(allowed: streets, cue\)"),
     ("synthetic:task=cue,distance=0.3", r"option 'distance' is unknown \(allowed: task, context_distance\)"),
-    ("synthetic:task=cue,context_distance=0.7", r"context_distance: '0.7' is not a number in 0..0.6"),
+    ("synthetic:task=cue,context_distance=0.7", r"context_distance: '0.7' is not a number or a range LOW..HIGH in 0..0.6"),
+    ("synthetic:task=cue,context_distance=0.5..0.1", r"context_distance: '0.5..0.1' is not a number or a range"),
+    ("synthetic:task=cue,context_distance=0..0.7", "context_distance"),
+    ("synthetic:task=cue,context_distance=0..0.3..0.6", "context_distance"),
+    ("synthetic:task=cue,context_distance=..0.6", "context_distance"),
     ("synthetic:task=cue,context_distance=-0.1", "context_distance"),
     ("synthetic:task=cue,context_distance=nan", "context_distance"),
     ("synthetic:task=cue,context_distance=far", "context_distance"),
@@ -196,3 +200,21 @@ def test_both_context_classes_occur_and_follow_the_band_colour():
         assert (band[0] > band[2]) == info["red"]
         seen |= objects
     assert seen == {OBJECT_RED, OBJECT_BLUE}
+
+
+def test_a_distance_range_draws_each_scene_its_own_distance_and_keeps_the_rest_of_the_scene():
+    ds = make_dataset("synthetic:task=cue,context_distance=0.1..0.5", size=(100, 32))
+    assert ds.context_distance == (0.1, 0.5) and dataset_name("cue", (0.1, 0.5)) == "synthetic:task=cue,context_distance=0.1..0.5"
+    drawn = []
+    for i in range(40):
+        ss = [4, 0, i]
+        _, label, info = render_cue_scene((100, 32), np.random.SeedSequence(ss), (0.1, 0.5))
+        drawn.append(info["distance"])
+        cue_rows, obj_rows = _rows(label, (CUE,)), _rows(label, (OBJECT_RED, OBJECT_BLUE))
+        assert obj_rows.min() - (cue_rows.max() + 1) == round(info["distance"] * 100)
+        _, fixed, _ = render_cue_scene((100, 32), np.random.SeedSequence(ss), info["distance"])
+        assert (fixed == label).all()  # the same scene as the fixed distance the range drew
+    assert 0.1 <= min(drawn) < 0.2 and 0.4 < max(drawn) <= 0.5 and len(set(drawn)) == 40
+    _, a, info = render_cue_scene((100, 32), np.random.SeedSequence([4, 0, 0]), (0.3, 0.3))
+    _, b, _ = render_cue_scene((100, 32), np.random.SeedSequence([4, 0, 0]), 0.3)
+    assert info["distance"] == 0.3 and (a == b).all()

@@ -33,6 +33,9 @@ Options (in the dataset name, ``synthetic:KEY=VALUE,...``; see :func:`dataset_na
   0.6 puts the band at the top of the image (far cue), 0 right on the objects (the local control).
   Only the band's row changes with the distance: the classes, the objects' rows and every appearance
   distribution are the same, so a level effect on the far task that is absent at 0 is due to reach.
+  ``context_distance=LOW..HIGH`` (e.g. ``0..0.6``) draws each scene's distance uniformly from that range
+  (its own random stream: the rest of the scene is the one a fixed distance would draw), a *graded* task
+  in which each pyramid level that reaches further solves a further share of the scenes.
 """
 
 from __future__ import annotations
@@ -221,16 +224,22 @@ CUE_RED, CUE_BLUE = (220.0, 40.0, 30.0), (35.0, 70.0, 220.0)
 TASKS = ("streets", "cue")
 
 
-def render_cue_scene(size: tuple[int, int], seed_seq: np.random.SeedSequence, context_distance: float,
+def render_cue_scene(size: tuple[int, int], seed_seq: np.random.SeedSequence,
+                     context_distance: float | tuple[float, float],
                      red: bool | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Draw one ``task=cue`` scene: ``(image uint8 (H, W, 3), label uint8 (H, W), info)``.
 
-    The band's bottom edge lies ``round(context_distance * H)`` rows above the objects' top edge. ``red``
-    forces the band's colour; by default it is a fair coin from its own stream, so forcing it leaves the
-    rest of the scene unchanged. ``info``: ``cue_rows`` (first, end), ``object_top``, ``red``.
+    The band's bottom edge lies ``round(context_distance * H)`` rows above the objects' top edge; a
+    ``(low, high)`` pair draws the distance uniformly from that range (fraction of H) from a fourth stream of
+    ``seed_seq``. ``red`` forces the band's colour; by default it is a fair coin from its own stream, so
+    forcing it leaves the rest of the scene unchanged. ``info``: ``cue_rows`` (first, end), ``object_top``,
+    ``red``, ``distance`` (fraction of H).
     """
     h, w = size
-    layout_ss, cue_ss, noise_ss = seed_seq.spawn(3)
+    layout_ss, cue_ss, noise_ss, distance_ss = seed_seq.spawn(4)  # the first three as with spawn(3)
+    if isinstance(context_distance, tuple):
+        low, high = context_distance
+        context_distance = low if low == high else float(np.random.default_rng(distance_ss).uniform(low, high))
     rng = np.random.default_rng(layout_ss)
     if red is None:
         red = bool(np.random.default_rng(cue_ss).random() < 0.5)
@@ -252,18 +261,20 @@ def render_cue_scene(size: tuple[int, int], seed_seq: np.random.SeedSequence, co
     noise = np.random.default_rng(noise_ss).standard_normal((h, w, 3), dtype=np.float32)
     img += noise * CUE_NOISE_SIGMA[lbl][..., None]
     img = img * rng.uniform(0.85, 1.15) + rng.uniform(-15, 15)  # global contrast / brightness
-    info = {"cue_rows": (band_start, band_end), "object_top": top, "red": red}
+    info = {"cue_rows": (band_start, band_end), "object_top": top, "red": red, "distance": context_distance}
     return np.clip(img, 0, 255).astype(np.uint8), lbl, info
 
 
 class SyntheticCue(SyntheticStreets):
-    """``synthetic:task=cue``: the objects' class is the colour of a band ``context_distance`` H above them."""
+    """``synthetic:task=cue``: the objects' class is the colour of a band ``context_distance`` H above them
+    (a float, or a ``(low, high)`` range drawn per scene)."""
 
     class_names = CUE_CLASS_NAMES
     context_classes = CUE_CONTEXT_CLASSES
 
     def __init__(self, split: str = "train", size: tuple[int, int] = (128, 256), seed: int = 0,
-                 length: int | None = None, context_distance: float = MAX_CONTEXT_DISTANCE) -> None:
+                 length: int | None = None,
+                 context_distance: float | tuple[float, float] = MAX_CONTEXT_DISTANCE) -> None:
         super().__init__(split, size, seed, length)
         self.context_distance = context_distance
 
@@ -275,16 +286,20 @@ class SyntheticCue(SyntheticStreets):
         return pixels, torch.from_numpy(label.astype(np.int64))  # (H, W)
 
 
-def dataset_name(task: str = "streets", context_distance: float | None = None) -> str:
-    """The dataset name with options, e.g. ``dataset_name("cue", 0.0)`` -> ``"synthetic:task=cue,context_distance=0"``."""
+def dataset_name(task: str = "streets", context_distance: float | tuple[float, float] | None = None) -> str:
+    """The dataset name with options, e.g. ``dataset_name("cue", 0.0)`` -> ``"synthetic:task=cue,context_distance=0"``,
+    ``dataset_name("cue", (0, 0.6))`` -> ``"synthetic:task=cue,context_distance=0..0.6"``."""
     parts = [f"task={task}"] if task != "streets" else []
-    if context_distance is not None:
+    if isinstance(context_distance, tuple):
+        parts.append(f"context_distance={context_distance[0]:g}..{context_distance[1]:g}")
+    elif context_distance is not None:
         parts.append(f"context_distance={context_distance:g}")
     return "synthetic" + (":" + ",".join(parts) if parts else "")
 
 
-def parse_options(options: dict[str, object]) -> tuple[str, float | None]:
-    """``{"task": ..., "context_distance": ...}`` (values str or number) -> (task, distance); one-line errors."""
+def parse_options(options: dict[str, object]) -> tuple[str, float | tuple[float, float] | None]:
+    """``{"task": ..., "context_distance": ...}`` (values str or number) -> (task, distance); the distance is a
+    float, or a ``(low, high)`` pair for ``LOW..HIGH``; one-line errors."""
     unknown = sorted(set(options) - {"task", "context_distance"})
     if unknown:
         raise DatasetError(f"synthetic: option {unknown[0]!r} is unknown (allowed: task, context_distance)")
@@ -296,14 +311,17 @@ def parse_options(options: dict[str, object]) -> tuple[str, float | None]:
     if task != "cue":
         raise DatasetError(f"context_distance: only task=cue takes it (task is {task})")
     raw = options["context_distance"]
-    try:
-        distance = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        distance = float("nan")
-    if not 0.0 <= distance <= MAX_CONTEXT_DISTANCE:  # also rejects NaN
-        raise DatasetError(f"context_distance: {raw!r} is not a number in 0..{MAX_CONTEXT_DISTANCE} "
-                           "(fraction of H between the cue band and the objects)")
-    return task, distance
+    ends = str(raw).split("..") if isinstance(raw, str) else [raw]
+    values = []
+    for end in ends:
+        try:
+            values.append(float(end))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            values.append(float("nan"))
+    if len(values) > 2 or not all(0.0 <= v <= MAX_CONTEXT_DISTANCE for v in values) or values != sorted(values):
+        raise DatasetError(f"context_distance: {raw!r} is not a number or a range LOW..HIGH in "
+                           f"0..{MAX_CONTEXT_DISTANCE} (fraction of H between the cue band and the objects)")
+    return task, values[0] if len(values) == 1 else (values[0], values[1])
 
 
 def _factory(split: str, root: object, size: tuple[int, int] | None, seed: int,
