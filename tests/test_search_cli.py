@@ -114,12 +114,14 @@ def test_propose_short_train_budget_mode_end_to_end(setup, tmp_path: Path, capsy
     args = ["propose", "--space", str(space_file), "--input-size", "64x128", "--budget-ms", "1000", "--trials", "2",
             "--lut", str(lut), "--no-measure", "--storage", db, "--study-name", "st", "--out", str(tmp_path / "o"),
             "--seed", "0", "--accuracy", "short-train", "--dataset", "synthetic", "--train-size", "64x64",
-            "--train-steps", "4", "--batch", "2", "--eval-images", "2", "--rungs", "1", "--device", "cpu"]
+            "--train-steps", "4", "--batch", "2", "--eval-images", "2", "--rungs", "1", "--device", "cpu",
+            "--min-resource", "1", "--reduction-factor", "2"]
     assert main([*args, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["accuracy_objective"] == "short-train" for r in rows)
     study = escale.search.load_study("st", db)
     assert study.user_attrs["mode"] == "budget" and study.user_attrs["train"]["input_size"] == [64, 64]
+    assert study.user_attrs["pruner_settings"] == {"min_resource": 1, "reduction_factor": 2}
     assert all(set(t.intermediate_values) == {2} for t in study.trials)  # one rung, at half the steps
     assert main([*args, "--train-steps", "8"]) == 2  # resuming with other training settings: one line
     assert "was made with train=" in capsys.readouterr().err

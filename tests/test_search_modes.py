@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -189,3 +190,44 @@ def test_hyperband_pruner_runs_on_the_same_rungs(tmp_path: Path) -> None:
     assert cfg.make_pruner().__class__.__name__ == "HyperbandPruner"
     study = run_study(cfg, 8, evaluate=macs_budget_evaluate)
     assert study.user_attrs["pruner"] == "hyperband" and study.best_trial.constraints[CONSTRAINT] <= 0
+
+
+def test_pruner_settings_are_optunas_arguments_and_move_the_first_decision(tmp_path: Path) -> None:
+    default = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, train=TrainSettings(steps=100, rungs=3))
+    assert default.pruner_settings() == {"min_resource": 25, "reduction_factor": 3}  # the first rung
+    cfg = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, train=TrainSettings(steps=100, rungs=3),
+                 min_resource=50, reduction_factor=2, study_name="late")
+    pruner = cfg.make_pruner()
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    study = run_study(cfg, 12, evaluate=macs_budget_evaluate)  # reports at 25, 50, 75; decisions at 50 (, 100)
+    pruned = [t for t in study.trials if "pruned_at_step" in t.user_attrs]
+    assert pruned and {t.user_attrs["pruned_at_step"] for t in pruned} == {50}
+    assert study.user_attrs["pruner_settings"] == {"min_resource": 50, "reduction_factor": 2}
+    other = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, train=TrainSettings(steps=100, rungs=3),
+                   min_resource=50, reduction_factor=3, study_name="late")
+    with pytest.raises(EscaleError, match=r"was made with pruner_settings=.*'reduction_factor': 2"):
+        run_study(other, 13, evaluate=macs_budget_evaluate)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"reduction_factor": 1}, r"--reduction-factor: 1 is not allowed \(allowed: a whole number >= 2\)"),
+    ({"min_resource": 0}, r"--min-resource: 0 is not allowed \(allowed: training steps 1..99\)"),
+    ({"min_resource": 100}, r"--min-resource: 100 is not allowed"),
+    ({"min_resource": 10, "pruner": "none"}, "--min-resource: is not allowed with --pruner none"),
+])
+def test_bad_pruner_settings_are_one_line_errors(tmp_path: Path, kw: dict, message: str) -> None:
+    cfg = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, train=TrainSettings(steps=100, rungs=3), **kw)
+    with pytest.raises(SpecError, match=message) as info:
+        cfg.check()
+    assert "\n" not in str(info.value)
+
+
+def test_budget_mode_without_a_pruner_keeps_the_rungs_as_learning_curves(tmp_path: Path) -> None:
+    cfg = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, pruner="none",
+                 train=TrainSettings(steps=100, rungs=3))
+    assert cfg.train.rungs == 3 and cfg.pruner_settings() is None
+    study = run_study(cfg, 6, evaluate=macs_budget_evaluate)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done and not [t for t in study.trials if "pruned_at_step" in t.user_attrs]
+    assert all(sorted(t.intermediate_values) == [25, 50, 75] for t in done)
+    assert all(t.intermediate_values[75] == pytest.approx(0.75 * t.value) for t in done)

@@ -23,6 +23,11 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
                    "studies)")
     p.add_argument("--pruner", default=None, help="budget mode: sha (SuccessiveHalving, default), hyperband or none; "
                    "it acts on the mIoU short-train reports at --rungs evaluations")
+    p.add_argument("--min-resource", type=int, default=None, metavar="STEPS", help="training steps before the "
+                   "pruner's first decision (Optuna's min_resource; default: the first rung); SuccessiveHalving "
+                   "decides again at STEPS x reduction factor, x its square, ...")
+    p.add_argument("--reduction-factor", type=int, default=3, help="the pruner's reduction factor: about 1 in this "
+                   "many candidates goes on at each decision (default: 3)")
     p.add_argument("--backend", default="onnxruntime", help="latency backend (default: onnxruntime)")
     p.add_argument("--device", default="cpu", help="device for latency and training (default: cpu)")
     p.add_argument("--precision", default="fp32", help="precision (default: fp32)")
@@ -62,8 +67,9 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--schedule", choices=("cosine", "onecycle"), default=None,
                    help="lr schedule: cosine (timm, linear warm-up; default) or onecycle (torch OneCycleLR)")
     t.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the dataset's)")
-    t.add_argument("--rungs", type=int, default=3, help="budget mode with a pruner: evaluations during training "
-                   "the pruner judges (default: 3, i.e. every quarter)")
+    t.add_argument("--rungs", type=int, default=None, help="budget mode: evaluations during training, reported to "
+                   "Optuna (the pruner judges them; with --pruner none they are the learning curves) (default: 3, "
+                   "i.e. every quarter, with a pruner; 0 with --pruner none)")
     t.add_argument("--eval-images", type=int, default=16, help="validation images per evaluation (default: 16)")
 
 
@@ -92,14 +98,17 @@ def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, impor
                                calibration=args.calibration)
     train = TrainSettings(steps=args.train_steps, seed=args.seed or 0, dataset=args.dataset, device=args.device,
                           data_root=args.data_root, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
-                          eval_images=args.eval_images, rungs=args.rungs, schedule=args.schedule,
+                          eval_images=args.eval_images,
+                          rungs=args.rungs if args.rungs is not None else (0 if args.pruner == "none" else 3),
+                          schedule=args.schedule,
                           weight_decay=args.weight_decay,
                           input_size=parse_input_size(args.train_size) if args.train_size else None)
     return StudyConfig(space=space, input_size=size, cost=args.cost, budget_ms=args.budget_ms,
                        accuracy=args.accuracy, backend=args.backend, device=args.device, precision=args.precision,
                        threads=args.threads, predictor=predictor, measure=not args.no_measure, train=train,
                        study_name=args.study_name, storage=args.storage, seed=args.seed, mode=args.mode,
-                       pruner=args.pruner, max_failures=args.max_failures)
+                       pruner=args.pruner, max_failures=args.max_failures, min_resource=args.min_resource,
+                       reduction_factor=args.reduction_factor)
 
 
 def run(args: argparse.Namespace) -> int:

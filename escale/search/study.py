@@ -62,14 +62,16 @@ PRUNERS = ("sha", "hyperband", "none")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # Study attributes that must match when a study is resumed (the rest is informative).
 RESUME_KEYS = ("mode", "cost_axis", "budget_ms", "backend", "device", "precision", "input_size", "space_params",
-               "accuracy_objective", "pruner", "train")
+               "accuracy_objective", "pruner", "pruner_settings", "train")
 
 
 @dataclass
 class StudyConfig:
     """Everything that defines a study. ``predictor`` screens candidates (a LatencyPredictor or None);
     ``measure`` times the candidates that pass the screen for real. ``mode`` None: ``budget`` with a
-    budget, else ``front``; ``pruner`` None: ``sha`` in budget mode (it acts on short-train rungs)."""
+    budget, else ``front``; ``pruner`` None: ``sha`` in budget mode (it acts on short-train rungs).
+    ``min_resource`` (training steps before the pruner's first decision; None: the first rung) and
+    ``reduction_factor`` are Optuna's SuccessiveHalving / Hyperband arguments of the same names."""
 
     space: SearchSpace
     input_size: tuple[int, int] = (512, 1024)
@@ -93,6 +95,8 @@ class StudyConfig:
     mode: str | None = None
     pruner: str | None = None
     max_failures: int = 5
+    min_resource: int | None = None
+    reduction_factor: int = 3
 
     def __post_init__(self) -> None:
         self.accuracy = canonical_accuracy(self.accuracy)
@@ -100,7 +104,7 @@ class StudyConfig:
             self.mode = "budget" if self.budget_ms is not None else "front"
         if self.pruner is None:
             self.pruner = "sha" if self.mode == "budget" else "none"
-        if self.train.rungs and (self.mode != "budget" or self.pruner == "none"):  # nobody would read them
+        if self.train.rungs and self.mode != "budget":  # Optuna takes no trial.report in multi-objective studies
             self.train = replace(self.train, rungs=0)
 
     @property
@@ -115,7 +119,7 @@ class StudyConfig:
     def attrs(self) -> dict[str, Any]:
         """Study user attributes (the contract the reports read)."""
         return {
-            "mode": self.mode, "pruner": self.pruner, "cost_axis": self.cost, "budget_ms": self.budget_ms,
+            "mode": self.mode, "pruner": self.pruner, "pruner_settings": self.pruner_settings(), "cost_axis": self.cost, "budget_ms": self.budget_ms,
             "backend": self.backend, "device": self.device, "precision": self.precision, "threads": self.threads,
             "input_size": list(self.input_size), "space": self.space.name, "space_source": self.space.source,
             "space_params": self.space.summary(), "accuracy_objective": self.accuracy, "measure": bool(self.measure),
@@ -142,6 +146,14 @@ class StudyConfig:
         if self.mode == "front" and self.pruner != "none":
             raise SpecError(f"--pruner: {self.pruner!r} is not allowed in front mode (Optuna does not prune "
                             "multi-objective studies; allowed: none, or --mode budget)")
+        if not isinstance(self.reduction_factor, int) or self.reduction_factor < 2:
+            raise SpecError(f"--reduction-factor: {self.reduction_factor!r} is not allowed (allowed: a whole number >= 2)")
+        if self.min_resource is not None and (
+                not isinstance(self.min_resource, int) or not 1 <= self.min_resource < self.train.steps):
+            raise SpecError(f"--min-resource: {self.min_resource!r} is not allowed (allowed: training steps "
+                            f"1..{self.train.steps - 1})")
+        if self.min_resource is not None and self.pruner == "none":
+            raise SpecError("--min-resource: is not allowed with --pruner none (allowed: --pruner sha or hyperband)")
         if not isinstance(self.max_failures, int) or self.max_failures < 1:
             raise SpecError(f"--max-failures: {self.max_failures!r} is not allowed (allowed: a whole number >= 1)")
         needs_latency = self.cost == "latency" or self.budget_ms is not None
@@ -152,14 +164,22 @@ class StudyConfig:
             self.train = check_training(self.train)
             self.space.check_input_size(tuple(self.train.input_size))
 
+    def pruner_settings(self) -> dict[str, int] | None:
+        """The pruner's arguments: ``min_resource`` (training steps; default the first rung) and
+        ``reduction_factor``; None without a pruner."""
+        if self.pruner in (None, "none"):
+            return None
+        first = self.min_resource if self.min_resource is not None else (self.train.eval_every or 1)
+        return {"min_resource": first, "reduction_factor": self.reduction_factor}
+
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        """The pruner: SuccessiveHalving / Hyperband over training steps (first rung: the first evaluation)."""
-        first = self.train.eval_every or 1
+        """The pruner: SuccessiveHalving / Hyperband over training steps. SuccessiveHalving decides at
+        ``min_resource`` x ``reduction_factor``**k steps, on the latest rung reported by then."""
+        settings = self.pruner_settings()
         if self.pruner == "sha":
-            return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
+            return optuna.pruners.SuccessiveHalvingPruner(**settings)
         if self.pruner == "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=self.train.steps,
-                                                  reduction_factor=3)
+            return optuna.pruners.HyperbandPruner(max_resource=self.train.steps, **settings)
         return optuna.pruners.NopPruner()
 
 
