@@ -9,6 +9,7 @@ import torch
 
 from escale.data import DatasetError, make_dataset
 from escale.data.synthetic import (
+    BAND_BLUE,
     CAR_MOVING,
     CAR_STOPPED,
     CLASS_NAMES,
@@ -119,7 +120,7 @@ def test_plain_name_keeps_the_street_scenes_and_options_select_the_cue_task():
 
 @pytest.mark.parametrize(("name", "match"), [
     ("synthetic:task=cars", r"task: 'cars' is unknown \(allowed: streets, cue\)"),
-    ("synthetic:task=cue,distance=0.3", r"option 'distance' is unknown \(allowed: task, context_distance\)"),
+    ("synthetic:task=cue,distance=0.3", r"option 'distance' is unknown \(allowed: task, context_distance, band_label\)"),
     ("synthetic:task=cue,context_distance=0.7", r"context_distance: '0.7' is not a number or a range LOW..HIGH in 0..0.6"),
     ("synthetic:task=cue,context_distance=0.5..0.1", r"context_distance: '0.5..0.1' is not a number or a range"),
     ("synthetic:task=cue,context_distance=0..0.7", "context_distance"),
@@ -129,6 +130,8 @@ def test_plain_name_keeps_the_street_scenes_and_options_select_the_cue_task():
     ("synthetic:task=cue,context_distance=nan", "context_distance"),
     ("synthetic:task=cue,context_distance=far", "context_distance"),
     ("synthetic:context_distance=0.3", "only task=cue takes it"),
+    ("synthetic:band_label=colour", r"band_label: only task=cue takes it \(task is streets\)"),
+    ("synthetic:task=cue,band_label=red", r"band_label: 'red' is unknown \(allowed: shared, colour\)"),
     ("synthetic:task", "not a new KEY=VALUE option"),
     ("synthetic:task=cue,task=streets", "not a new KEY=VALUE option"),
     ("synthetic:", "not a new KEY=VALUE option"),
@@ -218,3 +221,21 @@ def test_a_distance_range_draws_each_scene_its_own_distance_and_keeps_the_rest_o
     _, a, info = render_cue_scene((100, 32), np.random.SeedSequence([4, 0, 0]), (0.3, 0.3))
     _, b, _ = render_cue_scene((100, 32), np.random.SeedSequence([4, 0, 0]), 0.3)
     assert info["distance"] == 0.3 and (a == b).all()
+
+
+def test_colour_band_labels_name_the_band_colour_and_leave_the_pixels_alone():
+    ds = make_dataset(dataset_name("cue", 0.3, "colour"), size=(80, 32))
+    assert ds.num_classes == 5 and ds.class_names[BAND_BLUE] == "cue-blue" and ds.class_names[CUE] == "cue"
+    assert make_dataset("synthetic:task=cue", size=(80, 32)).num_classes == 4  # shared: the class set before
+    seen = set()
+    for i in range(12):
+        ss = [5, 0, i]
+        img_c, lbl_c, info = render_cue_scene((80, 32), np.random.SeedSequence(ss), 0.3, band_label="colour")
+        img_s, lbl_s, _ = render_cue_scene((80, 32), np.random.SeedSequence(ss), 0.3)
+        assert (img_c == img_s).all()
+        band = lbl_s == CUE
+        assert (lbl_c[band] == (CUE if info["red"] else BAND_BLUE)).all() and (lbl_c[~band] == lbl_s[~band]).all()
+        seen.add(info["red"])
+    assert seen == {True, False}
+    _, label = ds[0]
+    assert int(label.max()) <= 4

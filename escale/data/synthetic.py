@@ -36,6 +36,9 @@ Options (in the dataset name, ``synthetic:KEY=VALUE,...``; see :func:`dataset_na
   ``context_distance=LOW..HIGH`` (e.g. ``0..0.6``) draws each scene's distance uniformly from that range
   (its own random stream: the rest of the scene is the one a fixed distance would draw), a *graded* task
   in which each pyramid level that reaches further solves a further share of the scenes.
+  ``band_label=colour`` labels the band by its colour (classes ``cue`` for a red band and ``cue-blue``, 5
+  classes): the band's colour is then supervised where it is drawn, and only carrying it to the objects is
+  left to learn (default ``shared``: one ``cue`` class for both colours, 4 classes).
 """
 
 from __future__ import annotations
@@ -214,25 +217,28 @@ class SyntheticStreets(SegDataset):
 # --- task=cue: one far (or, as the control, local) colour band decides the objects' class ----------------
 CUE_CLASS_NAMES = ("background", "cue", "object-red-cue", "object-blue-cue")
 BACKGROUND, CUE, OBJECT_RED, OBJECT_BLUE = range(len(CUE_CLASS_NAMES))
+BAND_BLUE = 4  # band_label=colour: the blue band's class (``cue`` is then the red band's)
+BAND_LABELS = ("shared", "colour")
 CUE_CONTEXT_CLASSES = ("object-red-cue", "object-blue-cue")  # separable only through the band's colour
 CUE_HEIGHT = (0.06, 0.10)  # band height (fraction of H)
 OBJECT_HEIGHT = (0.10, 0.18)  # each object's height (fraction of H)
 OBJECT_TOP = (0.72, 0.80)  # the objects' shared top row (fraction of H): objects lie in rows 0.72-0.98 H
 MAX_CONTEXT_DISTANCE = 0.6  # OBJECT_TOP[0] - CUE_HEIGHT[1] - 0.02: the band never leaves the image
-CUE_NOISE_SIGMA = np.array([18.0, 4.0, 4.0, 4.0], dtype=np.float32)  # per class, 0-255 units
+CUE_NOISE_SIGMA = np.array([18.0, 4.0, 4.0, 4.0, 4.0], dtype=np.float32)  # per class (BAND_BLUE last), 0-255
 CUE_RED, CUE_BLUE = (220.0, 40.0, 30.0), (35.0, 70.0, 220.0)
 TASKS = ("streets", "cue")
 
 
 def render_cue_scene(size: tuple[int, int], seed_seq: np.random.SeedSequence,
                      context_distance: float | tuple[float, float],
-                     red: bool | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                     red: bool | None = None, band_label: str = "shared") -> tuple[np.ndarray, np.ndarray, dict]:
     """Draw one ``task=cue`` scene: ``(image uint8 (H, W, 3), label uint8 (H, W), info)``.
 
     The band's bottom edge lies ``round(context_distance * H)`` rows above the objects' top edge; a
     ``(low, high)`` pair draws the distance uniformly from that range (fraction of H) from a fourth stream of
     ``seed_seq``. ``red`` forces the band's colour; by default it is a fair coin from its own stream, so
-    forcing it leaves the rest of the scene unchanged. ``info``: ``cue_rows`` (first, end), ``object_top``,
+    forcing it leaves the rest of the scene unchanged. ``band_label="colour"`` labels a blue band
+    ``BAND_BLUE`` instead of ``CUE`` (pixels unchanged). ``info``: ``cue_rows`` (first, end), ``object_top``,
     ``red``, ``distance`` (fraction of H).
     """
     h, w = size
@@ -257,7 +263,7 @@ def render_cue_scene(size: tuple[int, int], seed_seq: np.random.SeedSequence,
         img[top:top + oh, x0:x0 + ow] = rng.uniform(40, 230, 3)  # any colour: identical for both classes
         lbl[top:top + oh, x0:x0 + ow] = OBJECT_RED if red else OBJECT_BLUE
     img[band_start:band_end] = np.asarray(CUE_RED if red else CUE_BLUE) + tint
-    lbl[band_start:band_end] = CUE
+    lbl[band_start:band_end] = BAND_BLUE if band_label == "colour" and not red else CUE
     noise = np.random.default_rng(noise_ss).standard_normal((h, w, 3), dtype=np.float32)
     img += noise * CUE_NOISE_SIGMA[lbl][..., None]
     img = img * rng.uniform(0.85, 1.15) + rng.uniform(-15, 15)  # global contrast / brightness
@@ -274,40 +280,52 @@ class SyntheticCue(SyntheticStreets):
 
     def __init__(self, split: str = "train", size: tuple[int, int] = (128, 256), seed: int = 0,
                  length: int | None = None,
-                 context_distance: float | tuple[float, float] = MAX_CONTEXT_DISTANCE) -> None:
+                 context_distance: float | tuple[float, float] = MAX_CONTEXT_DISTANCE,
+                 band_label: str = "shared") -> None:
         super().__init__(split, size, seed, length)
-        self.context_distance = context_distance
+        self.context_distance, self.band_label = context_distance, band_label
+        if band_label == "colour":
+            self.class_names = (*CUE_CLASS_NAMES, "cue-blue")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"synthetic index {index} out of range 0..{self.length - 1}")
-        image, label, _ = render_cue_scene(self.size, self.seed_sequence(index), self.context_distance)
+        image, label, _ = render_cue_scene(self.size, self.seed_sequence(index), self.context_distance,
+                                           band_label=self.band_label)
         pixels = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
         return pixels, torch.from_numpy(label.astype(np.int64))  # (H, W)
 
 
-def dataset_name(task: str = "streets", context_distance: float | tuple[float, float] | None = None) -> str:
+def dataset_name(task: str = "streets", context_distance: float | tuple[float, float] | None = None,
+                 band_label: str | None = None) -> str:
     """The dataset name with options, e.g. ``dataset_name("cue", 0.0)`` -> ``"synthetic:task=cue,context_distance=0"``,
-    ``dataset_name("cue", (0, 0.6))`` -> ``"synthetic:task=cue,context_distance=0..0.6"``."""
+    ``dataset_name("cue", (0, 0.6), "colour")`` -> ``"synthetic:task=cue,context_distance=0..0.6,band_label=colour"``."""
     parts = [f"task={task}"] if task != "streets" else []
     if isinstance(context_distance, tuple):
         parts.append(f"context_distance={context_distance[0]:g}..{context_distance[1]:g}")
     elif context_distance is not None:
         parts.append(f"context_distance={context_distance:g}")
+    if band_label is not None:
+        parts.append(f"band_label={band_label}")
     return "synthetic" + (":" + ",".join(parts) if parts else "")
 
 
-def parse_options(options: dict[str, object]) -> tuple[str, float | tuple[float, float] | None]:
-    """``{"task": ..., "context_distance": ...}`` (values str or number) -> (task, distance); the distance is a
-    float, or a ``(low, high)`` pair for ``LOW..HIGH``; one-line errors."""
-    unknown = sorted(set(options) - {"task", "context_distance"})
+def parse_options(options: dict[str, object]) -> tuple[str, float | tuple[float, float] | None, str]:
+    """``{"task": ..., "context_distance": ..., "band_label": ...}`` (values str or number) -> (task, distance,
+    band label); the distance is a float, a ``(low, high)`` pair for ``LOW..HIGH`` or None; one-line errors."""
+    unknown = sorted(set(options) - {"task", "context_distance", "band_label"})
     if unknown:
-        raise DatasetError(f"synthetic: option {unknown[0]!r} is unknown (allowed: task, context_distance)")
+        raise DatasetError(f"synthetic: option {unknown[0]!r} is unknown (allowed: task, context_distance, band_label)")
     task = str(options.get("task", "streets"))
     if task not in TASKS:
         raise DatasetError(f"task: {task!r} is unknown (allowed: {', '.join(TASKS)})")
+    band_label = str(options.get("band_label", "shared"))
+    if "band_label" in options and task != "cue":
+        raise DatasetError(f"band_label: only task=cue takes it (task is {task})")
+    if band_label not in BAND_LABELS:
+        raise DatasetError(f"band_label: {band_label!r} is unknown (allowed: {', '.join(BAND_LABELS)})")
     if "context_distance" not in options:
-        return task, None
+        return task, None, band_label
     if task != "cue":
         raise DatasetError(f"context_distance: only task=cue takes it (task is {task})")
     raw = options["context_distance"]
@@ -321,14 +339,14 @@ def parse_options(options: dict[str, object]) -> tuple[str, float | tuple[float,
     if len(values) > 2 or not all(0.0 <= v <= MAX_CONTEXT_DISTANCE for v in values) or values != sorted(values):
         raise DatasetError(f"context_distance: {raw!r} is not a number or a range LOW..HIGH in "
                            f"0..{MAX_CONTEXT_DISTANCE} (fraction of H between the cue band and the objects)")
-    return task, values[0] if len(values) == 1 else (values[0], values[1])
+    return task, values[0] if len(values) == 1 else (values[0], values[1]), band_label
 
 
 def _factory(split: str, root: object, size: tuple[int, int] | None, seed: int,
              options: dict[str, str] | None = None) -> SyntheticStreets:
-    task, distance = parse_options(options or {})
+    task, distance, band_label = parse_options(options or {})
     if task == "cue":
-        return SyntheticCue(split=split, size=size or (128, 256), seed=seed,
+        return SyntheticCue(split=split, size=size or (128, 256), seed=seed, band_label=band_label,
                             context_distance=MAX_CONTEXT_DISTANCE if distance is None else distance)
     return SyntheticStreets(split=split, size=size or (128, 256), seed=seed)
 
