@@ -8,7 +8,9 @@ reaches the unpruned study's best mIoU within 1 point (or finds the same best ca
 training steps. Also: Spearman's rho of the ``paper-trend`` estimate, of MACs and of a training-free score
 (NASWOT, Mellor et al. 2021: log|K| of the ReLU activation codes of 8 validation scenes through the untrained
 model, :func:`naswot`) against short-train mIoU over the candidates the unpruned study trained fully (how far
-to trust the instant screens; escale offers a training-free objective only if it beats MACs here).
+to trust the instant screens; escale offers a training-free objective only if it beats MACs here). The
+unpruned study reports the same rungs to Optuna as learning curves (no pruner reads them); the report gives
+Spearman's rho of each rung's mIoU against the final mIoU, i.e. what a pruner deciding there can know.
 
 Task and schedule as benchmarks/bench_rank.py: ``synthetic:task=cue,context_distance=0.6`` at 512x256, 300 steps
 x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM (the 2026-11-30 reference:
@@ -62,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-images", type=int, default=32)
     p.add_argument("--rungs", type=int, default=3, help="evaluations during training the pruner judges")
     p.add_argument("--pruner", default="sha", help="sha or hyperband")
+    p.add_argument("--min-resource", type=int, default=None, help="steps before the pruner's first decision "
+                   "(default: the first rung)")
+    p.add_argument("--reduction-factor", type=int, default=3, help="the pruner's reduction factor")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
     p.add_argument("--trainfree", action="store_true", help="with --render-only: add the training-free scores")
@@ -90,7 +95,9 @@ def run_one(args: argparse.Namespace, pruner: str, storage: str) -> dict:
                           rungs=args.rungs, threads=1, schedule=args.schedule, weight_decay=args.weight_decay)
     cfg = StudyConfig(space_from_dict(SPACE), input_size=(512, 1024), cost="latency", budget_ms=args.budget_ms,
                       accuracy="short-train", predictor=LatencyPredictor(load_table(LUT)), measure=False,
-                      train=train, storage=storage, study_name=f"bench-{pruner}", seed=args.seed, pruner=pruner)
+                      train=train, storage=storage, study_name=f"bench-{pruner}", seed=args.seed, pruner=pruner,
+                      min_resource=args.min_resource if pruner != "none" else None,
+                      reduction_factor=args.reduction_factor)
     t0 = time.perf_counter()
     study = run_study(cfg, args.trials)
     rows = []
@@ -104,7 +111,7 @@ def run_one(args: argparse.Namespace, pruner: str, storage: str) -> dict:
                      "paper_trend": trend_miou(spec, ua["macs"], (512, 1024)).miou if spec and ua.get("macs") else None,
                      "intermediate": {str(k): v for k, v in t.intermediate_values.items()}})
     return {"pruner": pruner, "wall_seconds": time.perf_counter() - t0, "trials": rows,
-            "storage": storage, "study": cfg.name}
+            "storage": storage, "study": cfg.name, "pruner_settings": cfg.pruner_settings()}
 
 
 def naswot(spec, images, seed: int = 0) -> float:  # noqa: ANN001 - ESegSpec, (N, 3, H, W) normalised
@@ -175,7 +182,11 @@ def summarise(result: dict) -> dict:
            "macs": spearman([r["macs"] for r in trained], miou) if len(trained) > 2 else None,
            "naswot": spearman([r["naswot"] for r in trained], miou)
            if len(trained) > 2 and all("naswot" in r for r in trained) else None}
-    return {"best_pruned": bp, "best_unpruned": bf, "steps_pruned": steps(pruned), "steps_unpruned": steps(full),
+    # how well each rung of the unpruned study's learning curves ranks the final mIoU (what a pruner relies on)
+    rungs = sorted({int(k) for r in trained for k in r.get("intermediate", {})})
+    rung_rho = {str(k): spearman([r["intermediate"][str(k)] for r in trained], miou)
+                for k in rungs if len(trained) > 2 and all(str(k) in r["intermediate"] for r in trained)}
+    return {"best_pruned": bp, "best_unpruned": bf, "rung_vs_final": rung_rho, "steps_pruned": steps(pruned), "steps_unpruned": steps(full),
             "steps_ratio": ratio, "miou_gap_points": gap, "same_best": same,
             "met": bool(ratio <= TARGET_STEPS and (gap <= TARGET_POINTS or same)), "spearman_vs_short_train": rho,
             "n_fully_trained": len(trained)}
@@ -198,7 +209,7 @@ def markdown(result: dict) -> str:
              f"trials); short training {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']}, "
              f"{100 * cfg['warmup_frac']:.0f}% warm-up, weight decay {cfg.get('weight_decay', 5e-5):g}, "
              f"{cfg.get('schedule', 'cosine')} schedule, OHEM; {cfg['eval_images']} validation scenes; pruner "
-             f"{cfg['pruner']} (reduction factor 3) on {cfg['rungs']} evaluation rungs.", "",
+             f"{cfg['pruner']} ({_settings(result)}) on {cfg['rungs']} evaluation rungs.", "",
              f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s (both studies side by side). "
              f"Command: `python benchmarks/bench_search.py{_changed(cfg)}`.", "",
              "| study | best feasible candidate (mIoU) | training steps | complete / pruned / rejected | wall s |",
@@ -218,7 +229,21 @@ def markdown(result: dict) -> str:
               f"Spearman's rho against short-train mIoU over the {s['n_fully_trained']} candidates the unpruned "
               f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}, training-free "
               f"NASWOT score {fmt(rho.get('naswot'))}."]
+    if s.get("rung_vs_final"):
+        lines += ["", "Spearman's rho of the unpruned study's mIoU at each rung against its final mIoU (how much a "
+                  "pruner deciding there can know): " + ", ".join(
+                      f"step {k}: {fmt(v)}" for k, v in s["rung_vs_final"].items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _settings(result: dict) -> str:
+    """The pruned study's pruner arguments in words (reports made before they were stored: Optuna's defaults
+    as escale set them then, reduction factor 3 from the first rung)."""
+    st = next(s for s in result["studies"] if s["pruner"] != "none")
+    ps = st.get("pruner_settings")
+    if not ps:
+        return "reduction factor 3, first decision at the first rung"
+    return f"reduction factor {ps['reduction_factor']}, first decision at step {ps['min_resource']}"
 
 
 def _changed(cfg: dict) -> str:

@@ -48,6 +48,24 @@ def test_summary_counts_steps_compares_best_and_correlates():
     result["summary"] = s
     text = bench.markdown(result)
     assert "Target: MISSED" in text and "Command: `python benchmarks/bench_search.py`" in text
+    assert "first decision at the first rung" in text and "at each rung" not in text  # an old report: no curves
+
+
+def test_rungs_of_the_unpruned_study_are_scored_against_the_final_miou():
+    full = [trial(i, "COMPLETE", final, 100) for i, final in enumerate((60.0, 80.0, 70.0, 90.0))]
+    for r, early, late in zip(full, (50, 40, 45, 30), (55, 75, 65, 85), strict=True):
+        r["intermediate"] = {"25": float(early), "75": float(late)}
+    result = {"config": {**vars(bench.parse_args([])), "min_resource": 50},
+              "studies": [{"pruner": "sha", "trials": full[:2], "wall_seconds": 1.0,
+                           "pruner_settings": {"min_resource": 50, "reduction_factor": 2}},
+                          {"pruner": "none", "trials": full, "wall_seconds": 1.0, "pruner_settings": None}],
+              "machine": "test", "wall_seconds": 1.0}
+    s = bench.summarise(result)
+    assert s["rung_vs_final"] == {"25": -1.0, "75": 1.0}
+    result["summary"] = s
+    text = bench.markdown(result)
+    assert "step 25: -1.00, step 75: +1.00" in text and "reduction factor 2, first decision at step 50" in text
+    assert "--min-resource 50" in text
 
 
 def test_naswot_counts_agreeing_relu_codes():
