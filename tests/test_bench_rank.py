@@ -50,8 +50,10 @@ def test_seed_pair_correlations_and_summary():
 
 
 def test_variants_span_width_depth_and_levels():
-    specs = {n: bench.variant_spec(n) for n in bench.VARIANTS}
-    assert len(specs) == 6
+    assert bench.parse_args([]).variants == bench.DEFAULT_VARIANTS
+    assert bench.parse_args([]).dataset == "synthetic:task=cue,context_distance=0..0.6,band_label=colour"
+    specs = {n: bench.variant_spec(n, 5) for n in bench.DEFAULT_VARIANTS}
+    assert len(specs) == 6 and {s.num_classes for s in specs.values()} == {5}
     assert len({s.encoder.width for s in specs.values()}) > 1 and len({s.encoder.depth for s in specs.values()}) > 1
     assert len({s.decoder.max_level for s in specs.values()}) > 1
     assert {s.encoder.se for s in specs.values()} == {False} and {s.decoder.min_level for s in specs.values()} == {3}
