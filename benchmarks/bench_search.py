@@ -12,9 +12,11 @@ to trust the instant screens; escale offers a training-free objective only if it
 unpruned study reports the same rungs to Optuna as learning curves (no pruner reads them); the report gives
 Spearman's rho of each rung's mIoU against the final mIoU, i.e. what a pruner deciding there can know.
 
-Task and schedule as benchmarks/bench_rank.py: ``synthetic:task=cue,context_distance=0.6`` at 512x256, 300 steps
-x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM (the 2026-11-30 reference:
-timm's cosine schedule, lr 0.12, reports/search/earlier/); latency predicted at 512x1024 by the committed kernel table
+Task and schedule as benchmarks/bench_rank.py: the graded cue task
+``synthetic:task=cue,context_distance=0..0.6,band_label=colour`` at 512x256 (each pyramid level that reaches
+further solves a further share of the scenes, and width and depth move the score: what short training ranks
+stably there), 300 steps x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM
+(earlier references on the far-cue task ``context_distance=0.6``: reports/search/earlier/); latency predicted at 512x1024 by the committed kernel table
 (ONNX Runtime, CPU, 1 thread). The two studies run side by side (one process and one thread each).
 Writes search.{json,md} to <home>/bench/search/ (`escale paths`), to --out DIR, or with --update-reference
 to the committed reports/search/. Not a timed test.
@@ -53,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=12, help="evaluated trials per study (default: 12)")
     p.add_argument("--budget-ms", type=float, default=45.0, help="predicted latency budget at 512x1024 (ms)")
-    p.add_argument("--dataset", default=dataset_name("cue", 0.6))
+    p.add_argument("--dataset", default=dataset_name("cue", (0.0, 0.6), "colour"))
     p.add_argument("--train-size", default="512x256")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=4)
@@ -62,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="lr schedule")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--eval-images", type=int, default=32)
-    p.add_argument("--rungs", type=int, default=3, help="evaluations during training the pruner judges")
+    p.add_argument("--rungs", type=int, default=5, help="evaluations during training (every 50 steps of 300)")
     p.add_argument("--pruner", default="sha", help="sha or hyperband")
     p.add_argument("--min-resource", type=int, default=None, help="steps before the pruner's first decision "
                    "(default: the first rung)")
