@@ -227,6 +227,8 @@ def test_colour_band_labels_name_the_band_colour_and_leave_the_pixels_alone():
     ds = make_dataset(dataset_name("cue", 0.3, "colour"), size=(80, 32))
     assert ds.num_classes == 5 and ds.class_names[BAND_BLUE] == "cue-blue" and ds.class_names[CUE] == "cue"
     assert make_dataset("synthetic:task=cue", size=(80, 32)).num_classes == 4  # shared: the class set before
+    with pytest.raises(DatasetError, match=r"band_label: 'red' is unknown"):
+        SyntheticCue(band_label="red")
     seen = set()
     for i in range(12):
         ss = [5, 0, i]

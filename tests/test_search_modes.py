@@ -213,7 +213,7 @@ def test_pruner_settings_are_optunas_arguments_and_move_the_first_decision(tmp_p
     ({"reduction_factor": 1}, r"--reduction-factor: 1 is not allowed \(allowed: a whole number >= 2\)"),
     ({"min_resource": 0}, r"--min-resource: 0 is not allowed \(allowed: training steps 1..99\)"),
     ({"min_resource": 100}, r"--min-resource: 100 is not allowed"),
-    ({"min_resource": 10, "pruner": "none"}, "--min-resource: is not allowed with --pruner none"),
+    ({"min_resource": 10, "pruner": "none"}, r"--min-resource: is not allowed without a pruner \(budget mode, pruner none"),
 ])
 def test_bad_pruner_settings_are_one_line_errors(tmp_path: Path, kw: dict, message: str) -> None:
     cfg = config(tmp_path, cost="latency", budget_ms=12.0, measure=True, train=TrainSettings(steps=100, rungs=3), **kw)

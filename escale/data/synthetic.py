@@ -282,6 +282,8 @@ class SyntheticCue(SyntheticStreets):
                  length: int | None = None,
                  context_distance: float | tuple[float, float] = MAX_CONTEXT_DISTANCE,
                  band_label: str = "shared") -> None:
+        if band_label not in BAND_LABELS:
+            raise DatasetError(f"band_label: {band_label!r} is unknown (allowed: {', '.join(BAND_LABELS)})")
         super().__init__(split, size, seed, length)
         self.context_distance, self.band_label = context_distance, band_label
         if band_label == "colour":

@@ -153,7 +153,8 @@ class StudyConfig:
             raise SpecError(f"--min-resource: {self.min_resource!r} is not allowed (allowed: training steps "
                             f"1..{self.train.steps - 1})")
         if self.min_resource is not None and self.pruner == "none":
-            raise SpecError("--min-resource: is not allowed with --pruner none (allowed: --pruner sha or hyperband)")
+            raise SpecError(f"--min-resource: is not allowed without a pruner ({self.mode} mode, pruner none; allowed: "
+                            "--mode budget with --pruner sha or hyperband)")
         if not isinstance(self.max_failures, int) or self.max_failures < 1:
             raise SpecError(f"--max-failures: {self.max_failures!r} is not allowed (allowed: a whole number >= 1)")
         needs_latency = self.cost == "latency" or self.budget_ms is not None
