@@ -67,6 +67,8 @@ def test_bad_inputs_are_one_line_and_exit_2(setup, tmp_path: Path, capsys) -> No
         ([*base, "--space", str(space_file), "--lut", str(lut), "--budget-ms", "0.001", "--no-measure"],
          "is below anything"),
         (["study", "show", "missing", "--storage", f"sqlite:///{tmp_path / 'x.db'}"], "study: 'missing' not found in"),
+        ([*base, "--space", str(space_file), "--cost", "macs", "--accuracy", "short-train", "--train-seeds", "0"],
+         "--train-seeds: 0 is not allowed (allowed: a whole number >= 1)"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

@@ -201,3 +201,44 @@ def test_budget_mode_short_train_reports_rungs_to_the_pruner(tmp_path: Path) -> 
     for t in study.trials:
         assert t.intermediate_values and set(t.intermediate_values) == {2}  # the rung at half the steps
         assert t.user_attrs["train_steps_done"] in (2, 4)
+
+
+def test_short_train_with_two_seeds_scores_the_mean_and_reports_each_seed(tmp_path: Path, monkeypatch) -> None:
+    import escale.train
+    from escale.search import TrainSettings
+    from escale.search.objectives import accuracy
+
+    calls = []
+
+    def fake_train(spec, **kw):  # noqa: ANN001, ANN202 - escale.train.train's signature, without training
+        calls.append(kw)
+        if kw["on_eval"] is not None:
+            kw["on_eval"](kw["eval_every"], 0.25)
+        return SimpleNamespace(miou=0.5 + 0.1 * kw["seed"], pixel_acc=0.9, train_seconds=1.5)
+
+    monkeypatch.setattr(escale.train, "train", fake_train)
+    reports: list = []
+    cfg = TrainSettings(steps=10, input_size=(64, 64), seed=3, seeds=2, rungs=1)
+    out = accuracy(escale.preset("ESeg-Lite-S"), "short-train", 1, (64, 64), cfg, lambda s, m: reports.append((s, m)))
+    assert [c["seed"] for c in calls] == [3, 4] and [c["eval_every"] for c in calls] == [5, None]
+    assert reports == [(5, 25.0), (10, pytest.approx(80.0))]  # the first seed's rung, then the mean after seed 3
+    assert out["miou"] == pytest.approx(85.0) and out["miou_per_seed"] == [80.0, 90.0]
+    assert out["train_steps_done"] == 20 and out["train_seconds"] == 3.0 and out["train_seeds"] == 2
+    assert "seeds" not in TrainSettings().to_dict() and TrainSettings(seeds=2).to_dict()["seeds"] == 2
+
+
+def test_budget_mode_with_two_seeds_runs_and_refuses_a_resume_with_one(tmp_path: Path) -> None:
+    from escale.search import TrainSettings
+
+    train = TrainSettings(steps=4, input_size=(64, 64), batch_size=2, eval_images=2, rungs=1, seeds=2)
+    cfg = config(tmp_path, accuracy="short-train", cost="latency", budget_ms=1e6, predictor=MacsPredictor(),
+                 train=train)
+    study = run_study(cfg, 2)
+    assert study.user_attrs["train"]["seeds"] == 2
+    first = study.trials[0]  # Optuna's SHA always lets the first trial through
+    assert first.state == TrialState.COMPLETE and set(first.intermediate_values) == {2, 4}
+    assert first.user_attrs["train_steps_done"] == 8 and len(first.user_attrs["miou_per_seed"]) == 2
+    assert first.values[0] == pytest.approx(sum(first.user_attrs["miou_per_seed"]) / 2, abs=1e-3)
+    with pytest.raises(EscaleError, match="train"):
+        run_study(config(tmp_path, accuracy="short-train", cost="latency", budget_ms=1e6, predictor=MacsPredictor(),
+                         train=TrainSettings(steps=4, input_size=(64, 64), batch_size=2, eval_images=2, rungs=1)), 1)

@@ -62,6 +62,8 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
                    "the dataset's, synthetic 128x256)")
     t.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
     t.add_argument("--batch", type=int, default=2, help="training batch (default: 2)")
+    t.add_argument("--train-seeds", type=int, default=1, metavar="K", help="train every candidate with K seeds "
+                   "and score the mean mIoU (default: 1; 2 ranked far more stably in benchmarks/bench_rank.py)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the dataset's)")
     t.add_argument("--warmup-steps", type=int, default=None, help="warm-up steps (default: 5%% of the steps)")
     t.add_argument("--schedule", choices=("cosine", "onecycle"), default=None,
@@ -101,7 +103,7 @@ def study_config(args: argparse.Namespace):  # noqa: ANN201 - StudyConfig, impor
                           eval_images=args.eval_images,
                           rungs=args.rungs if args.rungs is not None else (0 if args.pruner == "none" else 3),
                           schedule=args.schedule,
-                          weight_decay=args.weight_decay,
+                          weight_decay=args.weight_decay, seeds=args.train_seeds,
                           input_size=parse_input_size(args.train_size) if args.train_size else None)
     return StudyConfig(space=space, input_size=size, cost=args.cost, budget_ms=args.budget_ms,
                        accuracy=args.accuracy, backend=args.backend, device=args.device, precision=args.precision,
@@ -245,5 +247,6 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
 
 def _train_note(train) -> str:  # noqa: ANN001 - a TrainSettings
     h, w = train.input_size or (0, 0)
-    return (f" (short training: {train.dataset}, {train.steps} steps x batch {train.batch_size} at {h}x{w}, "
-            f"{train.device})")
+    seeds = f", mean of {train.seeds} seeds" if train.seeds > 1 else ""
+    return (f" (short training: {train.dataset}, {train.steps} steps x batch {train.batch_size} at {h}x{w}"
+            f"{seeds}, {train.device})")

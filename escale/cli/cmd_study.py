@@ -66,8 +66,9 @@ def _train_line(train: dict | None) -> str:
     if not train:
         return ""
     size = "x".join(map(str, train.get("input_size") or [])) or "?"
-    return (f" ({train.get('dataset')}, {train.get('steps')} steps x batch {train.get('batch_size')} at {size}, "
-            f"{train.get('device')})")
+    seeds = f", mean of {train['seeds']} seeds" if train.get("seeds", 1) > 1 else ""
+    return (f" ({train.get('dataset')}, {train.get('steps')} steps x batch {train.get('batch_size')} at {size}"
+            f"{seeds}, {train.get('device')})")
 
 
 def _missing(v: object) -> bool:
