@@ -6,15 +6,21 @@ encoder width, encoder depth and pyramid levels, each with every seed, all at on
 schedule, and reports the Spearman rank correlation of their mIoU between each pair of seeds (target: a
 mean >= 0.8) and each variant's mean +- spread.
 
-Task: the graded cue task ``synthetic:task=cue,context_distance=0..0.6,band_label=colour`` at 512x256: each
-scene's band lies 0-0.6 H above the objects and is labelled by its colour, so each pyramid level that reaches
-further solves a further share of the scenes and width and depth move the score too
-(reports/rank/earlier/graded_pilots.md: with one shared band class, or a fixed far distance, the variants fall
-into two groups, learn the rule or not, which caps the expected rho at 0.77: reports/rank/earlier/). Schedule as
-bench_context.py: 300 steps x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM.
-The six default variants were fixed from pilots on seeds 0-1; the default seeds 3-5 are fresh. The far-cue set
-of 2026-11-30/12-01: ``--dataset synthetic:task=cue,context_distance=0.6 --variants w.15-d.3-c12-P5
-w.25-d.3-c16-P5 w.25-d.3-c16-P7 w.15-d.3-c12-P9 w.25-d.2-c16-P9 w.25-d.4-c16-P9 --seeds 0 1 2``.
+Task: the graded cue task ``synthetic:task=cue,context_distance=0..0.6,band_label=colour`` at 768x256 (H x W):
+each scene's band lies 0-0.6 H (up to 460 px) above the objects and is labelled by its colour, so a pyramid
+level that reaches further solves a further share of the scenes: P5, P6 and P7-P9 score in three tiers there
+(reports/rank/earlier/graded_pilots.md). Schedule: 150 steps x batch 8, lr 0.05, weight decay 1e-4, torch's
+OneCycleLR with a 30% warm-up, OHEM, scored every 25 steps (learning curves: the report gives each step's
+Spearman rho against the end, what a pruner deciding there sees). Batch 8, not 4: with 4 values per channel at
+the 1x1 top level BatchNorm made the P9 runs fail at random (the same images as 300 x 4, pilots). The six
+default variants, two per tier, were fixed from pilots on seeds 0-1; the default seeds 6-8 are fresh, and the
+committed reference merges that run with a second one on seeds 9-11 (``--seeds 9 10 11``, then ``--merge``). The
+report also ranks each variant's mean over ``--group`` seeds between disjoint seed groups: the objective of
+``escale propose --train-seeds N``. Earlier
+designs, kept reproducible: the 512x256 set (``--input-size 512x256 --batch-size 4 --steps 300 --variants``
+GRADED_512 ``--seeds 3 4 5``) and the far-cue set of 2026-11-30/12-01 (``--dataset
+synthetic:task=cue,context_distance=0.6 --variants w.15-d.3-c12-P5 w.25-d.3-c16-P5 w.25-d.3-c16-P7
+w.15-d.3-c12-P9 w.25-d.2-c16-P9 w.25-d.4-c16-P9 --seeds 0 1 2``, same 512x256 schedule).
 Writes rank.{json,md} to <home>/bench/rank/ (ignored by git; `escale paths`), to --out DIR, or with
 --update-reference to the committed reports/rank/. One intra-op thread per run, ``--jobs`` runs at once; run
 with ``nice`` on a shared machine.
@@ -62,32 +68,47 @@ VARIANTS = {
 _BASE = {"encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16, "decoder.repeats": 2}
 VARIANTS.update({f"w.25-d.3-c16-P{lvl}": {**_BASE, "decoder.max_level": lvl} for lvl in (6, 8, 9)})
 VARIANTS.update({f"w.25-d.{d}-c16-P5": {**_BASE, "encoder.depth": d / 10, "decoder.max_level": 5} for d in (2, 4)})
-# the default set, fixed from pilots on seeds 0-1 (reports/rank/earlier/graded_pilots.md) before the measured run:
-# width (0.15 / 0.25 at P5 and at P9), depth (0.2 / 0.3 at P9), levels (P5, P6, P9)
-DEFAULT_VARIANTS = ["w.15-d.3-c12-P5", "w.25-d.2-c16-P5", "w.25-d.3-c16-P6", "w.15-d.3-c12-P9", "w.25-d.2-c16-P9",
-                    "w.25-d.3-c16-P9"]
+_NARROW = {"encoder.width": 0.15, "encoder.depth": 0.3, "decoder.channels": 12, "decoder.repeats": 2}
+VARIANTS.update({f"w.15-d.3-c12-P{lvl}": {**_NARROW, "decoder.max_level": lvl} for lvl in (6, 7, 8)})
+# the 512x256 set of 2026-12-01 (reports/rank/earlier/rank_graded_512.md), fixed from pilots on seeds 0-1
+GRADED_512 = ["w.15-d.3-c12-P5", "w.25-d.2-c16-P5", "w.25-d.3-c16-P6", "w.15-d.3-c12-P9", "w.25-d.2-c16-P9",
+              "w.25-d.3-c16-P9"]
+# the default set, fixed from pilots at 768x256, batch 8, 150 steps on seeds 0-1 (reports/rank/earlier/
+# graded_pilots.md) before the measured run: two variants per reach tier (P5, P6, P7-P9), widths 0.15 / 0.25,
+# depths 0.2 / 0.3
+DEFAULT_VARIANTS = ["w.15-d.3-c12-P5", "w.25-d.3-c16-P5", "w.15-d.3-c12-P6", "w.25-d.3-c16-P6", "w.15-d.3-c12-P9",
+                    "w.25-d.2-c16-P9"]
 DEFAULT_DATASET = dataset_name("cue", (0.0, 0.6), "colour")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
-    p.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5], help="default: fresh seeds (the pilots used 0, 1)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[6, 7, 8],
+                   help="default: fresh seeds (the pilots used 0, 1; the 512x256 run 3-5)")
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset name, options included")
-    p.add_argument("--input-size", default="512x256", help="HxW pixels, the same for every variant")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--input-size", default="768x256", help="HxW pixels, the same for every variant")
+    p.add_argument("--steps", type=int, default=150)
     p.add_argument("--warmup-frac", type=float, default=0.3, help="warm-up, as a fraction of the steps")
     p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle", help="lr schedule")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--ohem", action=argparse.BooleanOptionalAction, default=True,
                    help="the trainer's OHEM loss (default) or plain cross-entropy (--no-ohem)")
     p.add_argument("--eval-images", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=25,
+                   help="also score every N steps (learning curves; the report ranks each rung against the end)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="score timm's EMA of the weights with this decay (default: no EMA, the raw weights)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--tag", default="rank", help="output file stem")
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
+    p.add_argument("--group", type=int, default=2, help="also score the mean of this many seeds per variant (what "
+                   "`escale propose --train-seeds N` ranks by) between disjoint seed groups (default: 2)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="write one report from runs of the same design on different seeds (no training)")
     add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
 
@@ -144,14 +165,18 @@ def one_run(args: argparse.Namespace, name: str, seed: int) -> dict:
     """Train and score one (variant, seed); the row of the report."""
     size = parse_input_size(args.input_size)
     spec = variant_spec(name, make_dataset(args.dataset, "val", size=size).num_classes)
+    curve: dict[str, float] = {}
+    ema = {"ema": True, "ema_decay": args.ema_decay} if args.ema_decay is not None else {"ema": False}
     rec = escale.train.train(spec, dataset=args.dataset, steps=args.steps, input_size=size,
                              batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=seed,
                              ohem=args.ohem, warmup_steps=round(args.warmup_frac * args.steps),
-                             schedule=args.schedule, eval_images=args.eval_images, threads=args.threads)
+                             schedule=args.schedule, eval_images=args.eval_images, threads=args.threads,
+                             eval_every=args.eval_every, on_eval=lambda step, m: curve.__setitem__(str(step), m),
+                             **ema)
     prof = escale.profile(spec, input_size=size)
     return {"variant": name, "seed": seed, "miou": rec.miou, "pixel_acc": rec.pixel_acc,
             "iou_per_class": rec.iou_per_class, "train_seconds": rec.train_seconds, "params": prof.params,
-            "macs": prof.macs, "spec_id": rec.spec_id, "load_avg": os.getloadavg()[0]}
+            "macs": prof.macs, "spec_id": rec.spec_id, "load_avg": os.getloadavg()[0], "curve": curve}
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -165,28 +190,95 @@ def run(args: argparse.Namespace) -> list[dict]:
     return run_jobs(one_run, args, plan, args.jobs, show)
 
 
-def summarise(rows: list[dict], seeds: list[int]) -> dict:
+def _mean_rho(pairs: dict[str, float]) -> float:
+    finite = [v for v in pairs.values() if v == v]
+    return statistics.fmean(finite) if finite else float("nan")
+
+
+def grouped_correlations(scores: dict[str, dict[int, float]], seeds: list[int], k: int) -> dict:
+    """The objective ``escale propose --train-seeds k`` scores: each variant's mean over ``k`` seeds. The
+    seeds are split in their order into disjoint groups of ``k`` (a remainder is left out) and Spearman's
+    rho is taken between every pair of groups; ``{}`` with fewer than two groups."""
+    groups = [seeds[i:i + k] for i in range(0, len(seeds) - k + 1, k)]
+    if k < 2 or len(groups) < 2:
+        return {}
+    names = sorted(scores)
+    means = [[statistics.fmean(scores[n][s] for s in g) for n in names] for g in groups]
+    pairs = {f"{'+'.join(map(str, groups[a]))} vs {'+'.join(map(str, groups[b]))}": spearman(means[a], means[b])
+             for a, b in itertools.combinations(range(len(groups)), 2)}
+    mean_rho = _mean_rho(pairs)
+    return {"seeds_per_score": k, "groups": groups, "spearman": pairs, "spearman_mean": mean_rho,
+            "met": mean_rho >= TARGET}
+
+
+def summarise(rows: list[dict], seeds: list[int], group: int = 2) -> dict:
     scores: dict[str, dict[int, float]] = {}
     for r in rows:
         scores.setdefault(r["variant"], {})[r["seed"]] = r["miou"]
     pairs = seed_pair_correlations(scores, seeds)
-    finite = [v for v in pairs.values() if v == v]
-    mean_rho = statistics.fmean(finite) if finite else float("nan")
+    mean_rho = _mean_rho(pairs)
     return {"spearman": pairs, "spearman_mean": mean_rho, "target": TARGET, "met": mean_rho >= TARGET,
-            "variants": {n: spread([s[k] for k in seeds]) for n, s in scores.items()}}
+            "variants": {n: spread([s[k] for k in seeds]) for n, s in scores.items()},
+            "rung_vs_final": rung_vs_final(rows, seeds), "grouped": grouped_correlations(scores, seeds, group)}
+
+
+MERGE_SAME = ("variants", "dataset", "input_size", "steps", "warmup_frac", "schedule", "weight_decay", "batch_size",
+              "lr", "ohem", "eval_images", "threads", "eval_every", "ema_decay")
+
+
+def merge(results: list[dict], group: int = 2) -> dict:
+    """One result from runs of the same design on different seeds (e.g. two 3-seed runs); one-line errors."""
+    first = results[0]["config"]
+    for other in results[1:]:
+        diff = [k for k in MERGE_SAME if other["config"].get(k) != first.get(k)]
+        if diff:
+            raise SystemExit(f"--merge: the runs differ in {diff[0]} ({first.get(diff[0])!r} vs "
+                             f"{other['config'].get(diff[0])!r}; allowed: runs that differ in their seeds only)")
+    seeds = [s for r in results for s in r["config"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--merge: seeds {seeds} repeat (allowed: disjoint seeds)")
+    rows = [row for r in results for row in r["runs"]]
+    parts = [{"seeds": r["config"]["seeds"], "wall_seconds": r["wall_seconds"], "machine": r["machine"],
+              "spearman_mean": r["summary"]["spearman_mean"]} for r in results]
+    return {"machine": "; ".join(f"seeds {p['seeds']}: {p['machine']}" for p in parts),
+            "config": {**first, "seeds": seeds, "group": group}, "parts": parts,
+            "wall_seconds": sum(p["wall_seconds"] for p in parts), "summary": summarise(rows, seeds, group),
+            "runs": rows}
+
+
+def rung_vs_final(rows: list[dict], seeds: list[int]) -> dict[str, float | None]:
+    """``{step: rho}``: for each intermediate evaluation, the mean over seeds of Spearman's rho between the
+    variants' mIoU at that step and at the end (what a pruner deciding there would see); None where every
+    variant scored the same (e.g. all still predict the background); {} without curves."""
+    steps = sorted({k for r in rows for k in r.get("curve", {})}, key=int)
+    out = {}
+    for k in steps:
+        rhos = []
+        for seed in seeds:
+            mine = [r for r in rows if r["seed"] == seed and k in r.get("curve", {})]
+            if len(mine) > 2:
+                rho = spearman([r["curve"][k] for r in mine], [r["miou"] for r in mine])
+                if rho == rho:  # NaN when a side is constant
+                    rhos.append(rho)
+        out[k] = statistics.fmean(rhos) if rhos else None
+    return out
 
 
 def markdown(result: dict) -> str:
     s, cfg = result["summary"], result["config"]
     by = {r["variant"]: r for r in result["runs"]}
+    weights = "raw weights" if cfg.get("ema_decay") is None else f"timm's EMA of the weights (decay {cfg['ema_decay']:g})"
     lines = [f"# Rank stability of short-schedule training ({cfg['dataset']}, {cfg['input_size']})", "",
-             f"Six ESeg-Lite-style variants (fused MBConv, ReLU, no SE, head at P3), seeds {cfg['seeds']}; "
+             f"{len(cfg['variants'])} ESeg-Lite-style variants (fused MBConv, ReLU, no SE, head at P3), seeds {cfg['seeds']}; "
              f"{cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']} "
              f"({100 * cfg['warmup_frac']:.0f}% warm-up), weight decay {cfg.get('weight_decay', 5e-5):g}, "
              f"{'OHEM' if cfg['ohem'] else 'plain cross-entropy'}, {cfg.get('schedule', 'cosine')} schedule; "
-             f"{cfg['eval_images']} validation "
-             "scenes, single scale; the same resolution and schedule for every variant.", "",
-             f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s.", "",
+             f"{cfg['eval_images']} validation scenes, single scale, "
+             f"{weights};"
+             " the same resolution and schedule for every variant.", "",
+             f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s"
+             + (" (" + ", ".join(f"{p['wall_seconds']:.0f} s for seeds {p['seeds']}" for p in result["parts"])
+                + ", merged with --merge)" if result.get("parts") else "") + ".", "",
              "| variant | params | GMACs | mIoU % mean ± std (min–max) | rank of the mean |",
              "|---|---:|---:|---:|---:|"]
     means = {n: d["mean"] for n, d in s["variants"].items()}
@@ -199,14 +291,31 @@ def markdown(result: dict) -> str:
               + ", ".join(f"seeds {k}: {v:.2f}" for k, v in s["spearman"].items())
               + f"; mean {s['spearman_mean']:.2f} (target ≥ {s['target']}: {'MET' if s['met'] else 'MISSED'}).",
               "", "Rank 1 = lowest mIoU."]
+    for p in result.get("parts", []):
+        lines.insert(-2, f"Seeds {p['seeds']} alone: mean ρ {p['spearman_mean']:.2f}.")
+    g = s.get("grouped")
+    if g:
+        lines += ["", f"Scored as the mean of {g['seeds_per_score']} seeds per variant (`escale propose --train-seeds "
+                  f"{g['seeds_per_score']}`), Spearman's ρ between disjoint seed groups: "
+                  + ", ".join(f"{k}: {v:.2f}" for k, v in g["spearman"].items())
+                  + f"; mean {g['spearman_mean']:.2f} (target ≥ {s['target']}: {'MET' if g['met'] else 'MISSED'})."]
+    if s.get("rung_vs_final"):
+        lines += ["", "Spearman's ρ of the variants' mIoU at an intermediate step against the end, mean over seeds: "
+                  + ", ".join(f"step {k}: " + ("n/a (one value for every variant)" if v is None else f"{v:+.2f}")
+                              for k, v in s["rung_vs_final"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     args = parse_args()
     out = output_dir(args)
-    if args.render_only:
-        result = json.loads((out / f"{args.tag}.json").read_text())
+    if args.render_only or args.merge:
+        if args.merge:
+            result = merge([json.loads(f.read_text()) for f in args.merge], args.group)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+        else:
+            result = json.loads((out / f"{args.tag}.json").read_text())
         (out / f"{args.tag}.md").write_text(markdown(result))
         print(markdown(result))
         return
@@ -216,7 +325,7 @@ def main() -> None:
                          f"{args.threads} intra-op thread(s), load avg {load0:.1f} at start, "
                          f"{os.getloadavg()[0]:.1f} at end",
               "config": vars(args), "wall_seconds": time.perf_counter() - t0,
-              "summary": summarise(rows, args.seeds), "runs": rows}
+              "summary": summarise(rows, args.seeds, args.group), "runs": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"{args.tag}.md").write_text(markdown(result))

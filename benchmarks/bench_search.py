@@ -12,10 +12,10 @@ to trust the instant screens; escale offers a training-free objective only if it
 unpruned study reports the same rungs to Optuna as learning curves (no pruner reads them); the report gives
 Spearman's rho of each rung's mIoU against the final mIoU, i.e. what a pruner deciding there can know.
 
-Task and schedule as benchmarks/bench_rank.py: the graded cue task
+Task and schedule of the 512x256 design of benchmarks/bench_rank.py (reports/rank/earlier/rank_graded_512.md;
+the rank benchmark has since moved to 768x256, batch 8, 150 steps, which ranks more stably): the graded cue task
 ``synthetic:task=cue,context_distance=0..0.6,band_label=colour`` at 512x256 (each pyramid level that reaches
-further solves a further share of the scenes, and width and depth move the score: what short training ranks
-stably there), 300 steps x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM
+further solves a further share of the scenes), 300 steps x batch 4, lr 0.05, weight decay 1e-4, torch's OneCycleLR with a 30% warm-up, OHEM
 (earlier references on the far-cue task ``context_distance=0.6``: reports/search/earlier/); latency predicted at 512x1024 by the committed kernel table
 (ONNX Runtime, CPU, 1 thread). The two studies run side by side (one process and one thread each).
 Writes search.{json,md} to <home>/bench/search/ (`escale paths`), to --out DIR, or with --update-reference
