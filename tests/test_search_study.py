@@ -225,6 +225,10 @@ def test_short_train_with_two_seeds_scores_the_mean_and_reports_each_seed(tmp_pa
     assert out["miou"] == pytest.approx(85.0) and out["miou_per_seed"] == [80.0, 90.0]
     assert out["train_steps_done"] == 20 and out["train_seconds"] == 3.0 and out["train_seeds"] == 2
     assert "seeds" not in TrainSettings().to_dict() and TrainSettings(seeds=2).to_dict()["seeds"] == 2
+    reports.clear()  # no rungs (front mode: Optuna takes no reports in multi-objective studies): nothing reported
+    accuracy(escale.preset("ESeg-Lite-S"), "short-train", 1, (64, 64), TrainSettings(steps=10, input_size=(64, 64),
+             seeds=2), lambda s, m: reports.append((s, m)))
+    assert reports == []
 
 
 def test_budget_mode_with_two_seeds_runs_and_refuses_a_resume_with_one(tmp_path: Path) -> None:

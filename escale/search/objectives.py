@@ -39,7 +39,7 @@ class TrainSettings:
     steps) so a pruner can stop a poor candidate early; 0 evaluates at the end only. ``seeds`` > 1 trains
     each candidate once per seed (``seed``, ``seed + 1``, ...) and scores the mean mIoU: on the rank
     benchmark one seed ranked six variants at a mean Spearman's rho of 0.73 between seeds, the mean of two
-    at 0.89-0.94 (reports/rank/). The rungs then come from the first seed, and the running mean is reported
+    at 0.89-0.94 (reports/rank/). With rungs, they come from the first seed, and the running mean is reported
     after each seed (at ``steps``, ``2 * steps``, ...), so a pruner can also stop before the next seed.
     """
 
@@ -161,7 +161,7 @@ def accuracy(spec: ESegSpec, objective: str, macs: int, input_size: tuple[int, i
                                  eval_images=cfg.eval_images, threads=cfg.threads,
                                  eval_every=cfg.eval_every if first else None, on_eval=on_eval,
                                  schedule=cfg.schedule, weight_decay=cfg.weight_decay))
-        if report is not None and cfg.seeds > 1 and i < cfg.seeds - 1:  # the running mean, before the next seed
+        if report is not None and cfg.rungs and i < cfg.seeds - 1:  # the running mean, before the next seed
             report((i + 1) * cfg.steps, 100.0 * statistics.fmean(float(r.miou) for r in records))
     # TrainRecord holds fractions in [0, 1]; studies keep mIoU in % like the paper
     mious = [100.0 * float(r.miou) for r in records]
