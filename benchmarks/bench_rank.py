@@ -14,7 +14,7 @@ OneCycleLR with a 30% warm-up, OHEM, scored every 25 steps (learning curves: the
 Spearman rho against the end, what a pruner deciding there sees). Batch 8, not 4: with 4 values per channel at
 the 1x1 top level BatchNorm made the P9 runs fail at random (the same images as 300 x 4, pilots). The six
 default variants, two per tier, were fixed from pilots on seeds 0-1; the default seeds 6-8 are fresh, and the
-committed reference merges that run with a second one on seeds 9-11 (``--seeds 9 10 11``, then ``--merge``). The
+committed reference merges that run with two more on seeds 9-11 and 12-17 (``--seeds ...``, then ``--merge``). The
 report also ranks each variant's mean over ``--group`` seeds between disjoint seed groups: the objective of
 ``escale propose --train-seeds N``. Earlier
 designs, kept reproducible: the 512x256 set (``--input-size 512x256 --batch-size 4 --steps 300 --variants``
