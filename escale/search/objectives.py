@@ -38,9 +38,10 @@ class TrainSettings:
     ``rungs`` > 0 evaluates the model ``rungs`` times during training (every ``steps // (rungs + 1)``
     steps) so a pruner can stop a poor candidate early; 0 evaluates at the end only. ``seeds`` > 1 trains
     each candidate once per seed (``seed``, ``seed + 1``, ...) and scores the mean mIoU: on the rank
-    benchmark one seed ranked six variants at a mean Spearman's rho of 0.61 between seeds (12 seeds), the mean
-    of two at 0.86 between disjoint 2-seed groups (reports/rank/). With rungs, they come from the first seed, and the running mean is reported
-    after each seed (at ``steps``, ``2 * steps``, ...), so a pruner can also stop before the next seed.
+    benchmark one seed ranked six variants at a mean Spearman's rho of 0.61 between seeds (12 seeds), the
+    mean of two at 0.86 between disjoint 2-seed groups (reports/rank/). With rungs, they come from the first
+    seed, and the running mean is reported after each seed (at ``steps``, ``2 * steps``, ...), so a pruner
+    can also stop before the next seed.
     """
 
     steps: int = 100
