@@ -62,8 +62,9 @@ def add_study_args(p: argparse.ArgumentParser) -> None:
                    "the dataset's, synthetic 128x256)")
     t.add_argument("--train-steps", type=int, default=100, help="short-train steps (default: 100)")
     t.add_argument("--batch", type=int, default=2, help="training batch (default: 2)")
-    t.add_argument("--train-seeds", type=int, default=1, metavar="K", help="train every candidate with K seeds "
-                   "and score the mean mIoU (default: 1; 2 ranked far more stably in benchmarks/bench_rank.py: rho 0.86 vs 0.61)")
+    t.add_argument("--train-seeds", type=int, default=1, metavar="K",
+                   help="train every candidate with K seeds and score the mean mIoU (default: 1; 2 ranked far more "
+                   "stably in benchmarks/bench_rank.py: rho 0.86 vs 0.61 between seeds)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the dataset's)")
     t.add_argument("--warmup-steps", type=int, default=None, help="warm-up steps (default: 5%% of the steps)")
     t.add_argument("--schedule", choices=("cosine", "onecycle"), default=None,
