@@ -273,7 +273,7 @@ def markdown(result: dict) -> str:
              f"({100 * cfg['warmup_frac']:.0f}% warm-up), weight decay {cfg.get('weight_decay', 5e-5):g}, "
              f"{'OHEM' if cfg['ohem'] else 'plain cross-entropy'}, {cfg.get('schedule', 'cosine')} schedule; "
              f"{cfg['eval_images']} validation scenes, single scale, "
-             f"{weights};"
+             f"{weights}; torch eager on the CPU, fp32;"
              " the same resolution and schedule for every variant.", "",
              f"Machine: {result['machine']}; wall time {result['wall_seconds']:.0f} s"
              + (" (" + ", ".join(f"{p['wall_seconds']:.0f} s for seeds {p['seeds']}" for p in result["parts"])
