@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
     p.add_argument("--trainfree", action="store_true", help="with --render-only: add the training-free scores")
+    p.add_argument("--seeds-summary", nargs="+", metavar="DIR", help="write seeds.md: one row per search.json in "
+                   "the DIRs (runs of one design on different sampler seeds) and how often the target was met")
     add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
 
@@ -197,13 +199,6 @@ def summarise(result: dict) -> dict:
 def markdown(result: dict) -> str:
     s, cfg = result["summary"], result["config"]
 
-    def cand(r: dict | None) -> str:
-        if r is None:
-            return "-"
-        p = r["params"]
-        return (f"#{r['trial']} w{p['encoder.width']:g} d{p['encoder.depth']:g} c{p['decoder.channels']} "
-                f"r{p['decoder.repeats']} P3-P{p['decoder.max_level']}: {r['miou']:.1f}%")
-
     lines = [f"# Budget-mode search with and without pruning ({cfg['dataset']}, {cfg['train_size']})", "",
              f"Space: {json.dumps(SPACE['params'])} over ESeg-Lite-S. Budget: predicted latency <= {cfg['budget_ms']:g} "
              "ms at 512x1024 (ONNX Runtime CPU, 1 thread, committed kernel table). "
@@ -221,7 +216,7 @@ def markdown(result: dict) -> str:
         rejected = sum(r["rejected_reason"] is not None for r in st["trials"])
         best = s["best_pruned"] if st["pruner"] != "none" else s["best_unpruned"]
         steps = s["steps_pruned"] if st["pruner"] != "none" else s["steps_unpruned"]
-        lines.append(f"| pruner {st['pruner']} | {cand(best)} | {steps:,} | {states.count('COMPLETE')} / "
+        lines.append(f"| pruner {st['pruner']} | {_cand(best)} | {steps:,} | {states.count('COMPLETE')} / "
                      f"{states.count('PRUNED') - rejected} / {rejected} | {st['wall_seconds']:.0f} |")
     rho = s["spearman_vs_short_train"]
     fmt = (lambda v: "n/a" if v is None or v != v else f"{v:+.2f}")  # noqa: E731
@@ -238,6 +233,63 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _design(cfg: dict) -> dict:
+    """A run's settings that must agree for its result to be pooled with others (all but seed and output)."""
+    skip = {"seed", "out", "update_reference", "render_only", "trainfree", "seeds_summary"}
+    return {k: v for k, v in cfg.items() if k not in skip}
+
+
+def seeds_summary(results: list[tuple[str, dict]]) -> str:
+    """Markdown: one row per (folder, result) of one design on different sampler seeds, then how often the
+    target was met and the spread of the step ratio and the best-mIoU gap. Raises ValueError (one line) for
+    runs of different designs or a repeated seed."""
+    import statistics
+
+    first = _design(results[0][1]["config"])
+    for where, r in results[1:]:
+        diff = sorted(k for k in set(first) | set(_design(r["config"])) if first.get(k) != r["config"].get(k))
+        if diff:
+            raise ValueError(f"--seeds-summary: {where} differs from {results[0][0]} in {', '.join(diff)} "
+                             "(allowed: runs that differ only in --seed)")
+    seeds = [r["config"]["seed"] for _, r in results]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds-summary: sampler seeds {seeds} repeat (allowed: each seed once)")
+    cfg = results[0][1]["config"]
+    lines = [f"# Pruning across sampler seeds ({cfg['dataset']}, {cfg['train_size']}, {cfg['steps']} steps x batch "
+             f"{cfg['batch_size']}, pruner {cfg['pruner']} ({_settings(results[0][1])}))", "",
+             "Each row is one run of `benchmarks/bench_search.py` (budget mode, both studies with the same sampler "
+             "seed; steps are training steps, mIoU in % on the synthetic validation scenes, torch eager on the CPU, "
+             "fp32).", "",
+             "| sampler seed | pruned: best (candidate) | unpruned: best (candidate) | gap (points) | steps pruned / "
+             "unpruned | same best | target | rung rho at the first decision | report |",
+             "|---:|---|---|---:|---:|---|---|---:|---|"]
+    for where, r in sorted(results, key=lambda wr: wr[1]["config"]["seed"]):
+        s = r["summary"]
+        first_rung = (r["studies"][0].get("pruner_settings") or {}).get("min_resource")
+        rho = s.get("rung_vs_final", {}).get(str(first_rung)) if first_rung else None
+        lines.append(f"| {r['config']['seed']} | {_cand(s['best_pruned'])} | {_cand(s['best_unpruned'])} | "
+                     f"{s['miou_gap_points']:+.1f} | {s['steps_pruned']:,} / {s['steps_unpruned']:,} = "
+                     f"{s['steps_ratio']:.0%} | {'yes' if s['same_best'] else 'no'} | "
+                     f"{'met' if s['met'] else 'MISSED'} | {'n/a' if rho is None else f'{rho:+.2f}'} | {where} |")
+    sums = [r["summary"] for _, r in results]
+    met = sum(s["met"] for s in sums)
+    ratios, gaps = [s["steps_ratio"] for s in sums], [s["miou_gap_points"] for s in sums]
+    lines += ["", f"Target (<= {TARGET_POINTS:g} point gap or the same best candidate, with <= {TARGET_STEPS:.0%} of "
+              f"the steps) met in **{met} of {len(sums)}** sampler seeds. Steps pruned / unpruned: median "
+              f"{statistics.median(ratios):.0%} (range {min(ratios):.0%}-{max(ratios):.0%}); best-mIoU gap: median "
+              f"{statistics.median(gaps):+.1f} points (range {min(gaps):+.1f} to {max(gaps):+.1f}); same best "
+              f"candidate in {sum(s['same_best'] for s in sums)} of {len(sums)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _cand(r: dict | None) -> str:
+    if r is None:
+        return "-"
+    p = r["params"]
+    return (f"#{r['trial']} w{p['encoder.width']:g} d{p['encoder.depth']:g} c{p['decoder.channels']} "
+            f"r{p['decoder.repeats']} P3-P{p['decoder.max_level']}: {r['miou']:.1f}%")
+
+
 def _settings(result: dict) -> str:
     """The pruned study's pruner arguments in words (reports made before they were stored: Optuna's defaults
     as escale set them then, reduction factor 3 from the first rung)."""
@@ -251,13 +303,23 @@ def _settings(result: dict) -> str:
 def _changed(cfg: dict) -> str:
     """The arguments of a run that differ from the defaults, as command-line flags."""
     defaults = vars(parse_args([]))
-    skip = {"out", "update_reference", "render_only", "trainfree"}
+    skip = {"out", "update_reference", "render_only", "trainfree", "seeds_summary"}
     return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and defaults.get(k) != v)
 
 
 def main() -> None:
     args = parse_args()
     out = bench_output(args, NAME)
+    if args.seeds_summary:
+        try:
+            results = [(d, json.loads((Path(d) / "search.json").read_text())) for d in args.seeds_summary]
+            text = seeds_summary(results)
+        except (OSError, ValueError) as exc:  # a missing folder, a broken file, runs of different designs
+            raise SystemExit(f"bench_search: {exc}") from None
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "seeds.md").write_text(text)
+        print(text)
+        return
     if args.render_only:
         result = json.loads((out / "search.json").read_text())
         if args.trainfree:  # add the training-free scores to an existing run

@@ -80,3 +80,43 @@ def test_naswot_counts_agreeing_relu_codes():
     assert score == bench.naswot(spec, images) and 0 < score < 4 * 30  # log|K| of a 4x4 K, entries < e^30
     same = images[:1].expand(4, -1, -1, -1).clone()  # identical samples: identical codes, K singular
     assert bench.naswot(spec, same) < score - 10 or bench.naswot(spec, same) == float("-inf")
+
+
+
+def _run(seed: int, pruned_best: float, pruned_steps: int, **changes) -> dict:  # noqa: ANN003
+    """A bench run: the unpruned study trains 3 candidates (900 steps, best 90.0 = P); the pruned study trains
+    one to the end (``pruned_best``; P when 90.0) and prunes two after ``pruned_steps`` each."""
+    full = [trial(0, "COMPLETE", 90.0, 300, params=P), trial(1, "COMPLETE", 80.0, 300), trial(2, "COMPLETE", 70.0, 300)]
+    pruned = [trial(0, "COMPLETE", pruned_best, 300, params=P if pruned_best == 90.0 else None),
+              trial(1, "PRUNED", None, pruned_steps), trial(2, "PRUNED", None, pruned_steps)]
+    for r in full:
+        r["intermediate"] = {"50": 100.0 - r["miou"], "150": r["miou"]}  # the first rung ranks backwards
+    result = {"config": {**vars(bench.parse_args([])), "seed": seed, **changes}, "machine": "test",
+              "wall_seconds": 1.0, "studies": [
+                  {"pruner": "sha", "trials": pruned, "wall_seconds": 1.0,
+                   "pruner_settings": {"min_resource": 50, "reduction_factor": 3}},
+                  {"pruner": "none", "trials": full, "wall_seconds": 1.0, "pruner_settings": None}]}
+    result["summary"] = bench.summarise(result)
+    return result
+
+
+def test_seeds_summary_counts_the_seeds_that_met_the_target():
+    met = _run(0, 90.0, 25)  # the same best for 350 / 900 steps = 39%
+    worse = _run(1, 85.0, 25)  # 5 points worse
+    costly = _run(2, 89.5, 150)  # within 1 point, but 600 / 900 steps = 67%
+    text = bench.seeds_summary([("c", costly), ("a", met), ("b", worse)])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| 2"]  # sorted by seed
+    assert "| #0 w0.25 d0.3 c16 r2 P3-P9: 90.0% |" in rows[0] and "| +0.0 | 350 / 900 = 39% | yes | met | -1.00 | a |" in rows[0]
+    assert "| +5.0 | 350 / 900 = 39% | no | MISSED |" in rows[1] and "| +0.5 | 600 / 900 = 67% | no | MISSED |" in rows[2]
+    assert "met in **1 of 3**" in text and "median 39% (range 39%-67%)" in text
+    assert "median +0.5 points (range +0.0 to +5.0); same best candidate in 1 of 3" in text
+
+
+def test_seeds_summary_refuses_other_designs_and_repeated_seeds():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"b differs from a in steps \(allowed"):
+        bench.seeds_summary([("a", _run(0, 90.0, 50)), ("b", _run(1, 90.0, 50, steps=150))])
+    with pytest.raises(ValueError, match=r"sampler seeds \[3, 3\] repeat"):
+        bench.seeds_summary([("a", _run(3, 90.0, 50)), ("b", _run(3, 90.0, 50))])
