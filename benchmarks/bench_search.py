@@ -19,7 +19,10 @@ further solves a further share of the scenes), 300 steps x batch 4, lr 0.05, wei
 (earlier references on the far-cue task ``context_distance=0.6``: reports/search/earlier/); latency predicted at 512x1024 by the committed kernel table
 (ONNX Runtime, CPU, 1 thread). The two studies run side by side (one process and one thread each).
 Writes search.{json,md} to <home>/bench/search/ (`escale paths`), to --out DIR, or with --update-reference
-to the committed reports/search/. Not a timed test.
+to the committed reports/search/. Not a timed test. Pooled over runs of one design on different sampler seeds
+(``--seed``; each run in its own folder): ``--seeds-summary DIR...`` writes seeds.md (how often the target was
+met), ``--replay DIR...`` writes replay.md (Optuna's SuccessiveHalving with other settings told the unpruned
+studies' recorded learning curves again: the steps and gap each setting would have given).
 """
 
 from __future__ import annotations
@@ -72,7 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
     p.add_argument("--trainfree", action="store_true", help="with --render-only: add the training-free scores")
-    p.add_argument("--seeds-summary", nargs="+", metavar="DIR", help="write seeds.md: one row per search.json in "
+    pooled = p.add_mutually_exclusive_group()
+    pooled.add_argument("--replay", nargs="+", metavar="DIR", help="write replay.md: Optuna's SuccessiveHalving with other "
+                   "settings replayed on the learning curves the unpruned studies of the DIRs recorded")
+    pooled.add_argument("--seeds-summary", nargs="+", metavar="DIR", help="write seeds.md: one row per search.json in "
                    "the DIRs (runs of one design on different sampler seeds) and how often the target was met")
     add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
@@ -235,7 +241,7 @@ def markdown(result: dict) -> str:
 
 def _design(cfg: dict) -> dict:
     """A run's settings that must agree for its result to be pooled with others (all but seed and output)."""
-    skip = {"seed", "out", "update_reference", "render_only", "trainfree", "seeds_summary"}
+    skip = {"seed", "out", "update_reference", "render_only", "trainfree", "seeds_summary", "replay"}
     return {k: v for k, v in cfg.items() if k not in skip}
 
 
@@ -282,6 +288,69 @@ def seeds_summary(results: list[tuple[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPLAY_GRID = [(50, 3), (50, 2), (100, 2), (100, 3), (150, 3), (200, 4)]  # (min_resource, reduction_factor)
+
+
+def replay(trials: list[dict], min_resource: int, reduction_factor: int, steps: int) -> dict:
+    """Optuna's SuccessiveHalvingPruner replayed on recorded learning curves: the trials of an unpruned study, in
+    their order, re-told to an in-memory study step by step (the rungs they recorded, then their final mIoU);
+    a trial the pruner stops costs the steps it had reached. Returns ``{"steps", "best", "complete"}``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=min_resource, reduction_factor=reduction_factor))
+    spent, best, complete = 0, None, 0
+    for r in trials:
+        if r["state"] != "COMPLETE":
+            continue  # rejected before training (over the latency budget)
+        trial, stopped = study.ask(), None
+        for step, value in sorted((int(k), v) for k, v in r["intermediate"].items()):
+            trial.report(value, step)
+            if trial.should_prune():
+                stopped = step
+                break
+        if stopped is None:
+            study.tell(trial, r["miou"])
+            spent, complete = spent + steps, complete + 1
+            best = r if best is None or r["miou"] > best["miou"] else best
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            spent += stopped
+    return {"steps": spent, "best": best, "complete": complete}
+
+
+def replay_markdown(results: list[tuple[str, dict]]) -> str:
+    """Markdown: for each pruner setting of :data:`REPLAY_GRID`, the steps and the best-mIoU gap it would have
+    given on each run's unpruned candidates (same candidates, same order), and how often it met the target."""
+    cfg = results[0][1]["config"]
+    runs = sorted(results, key=lambda wr: wr[1]["config"]["seed"])
+    seeds = [r["config"]["seed"] for _, r in runs]
+    lines = [f"# SuccessiveHalving replayed on recorded learning curves ({cfg['dataset']}, {cfg['train_size']}, "
+             f"{cfg['steps']} steps x batch {cfg['batch_size']}, rungs every {cfg['steps'] // (cfg['rungs'] + 1)} "
+             "steps)", "",
+             "Each unpruned study of `benchmarks/bench_search.py` records every candidate's mIoU at each rung. Here "
+             "they are told again, in their order, to an in-memory Optuna study with `SuccessiveHalvingPruner("
+             "min_resource, reduction_factor)`; a stopped candidate costs the steps it had reached. The candidates "
+             "are the unpruned study's: a real pruned study's sampler (TPE) would pick its last candidates from "
+             "what it saw, so this isolates the pruner's decisions. Cells: steps spent / the unpruned study's, "
+             "then the best-mIoU gap in points (mIoU in %, torch eager on the CPU, fp32).", "",
+             "| min_resource, factor | " + " | ".join(f"seed {s}" for s in seeds) + " | target met |",
+             "|---|" + "---|" * len(seeds) + "---|"]
+    for mr, rf in REPLAY_GRID:
+        cells, met = [], 0
+        for _, r in runs:
+            full = next(st for st in r["studies"] if st["pruner"] == "none")
+            rep = replay(full["trials"], mr, rf, r["config"]["steps"])
+            total = r["summary"]["steps_unpruned"]
+            gap = r["summary"]["best_unpruned"]["miou"] - rep["best"]["miou"]
+            ok = rep["steps"] / total <= TARGET_STEPS and gap <= TARGET_POINTS
+            met += ok
+            cells.append(f"{rep['steps'] / total:.0%}, {gap:+.1f}{' (met)' if ok else ''}")
+        lines.append(f"| {mr}, {rf} | " + " | ".join(cells) + f" | {met} of {len(runs)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cand(r: dict | None) -> str:
     if r is None:
         return "-"
@@ -303,21 +372,24 @@ def _settings(result: dict) -> str:
 def _changed(cfg: dict) -> str:
     """The arguments of a run that differ from the defaults, as command-line flags."""
     defaults = vars(parse_args([]))
-    skip = {"out", "update_reference", "render_only", "trainfree", "seeds_summary"}
+    skip = {"out", "update_reference", "render_only", "trainfree", "seeds_summary", "replay"}
     return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and defaults.get(k) != v)
 
 
 def main() -> None:
     args = parse_args()
     out = bench_output(args, NAME)
-    if args.seeds_summary:
+    if args.seeds_summary or args.replay:
+        dirs, name = (args.seeds_summary, "seeds.md") if args.seeds_summary else (args.replay, "replay.md")
         try:
-            results = [(d, json.loads((Path(d) / "search.json").read_text())) for d in args.seeds_summary]
-            text = seeds_summary(results)
+            results = [(d, json.loads((Path(d) / "search.json").read_text())) for d in dirs]
+            text = seeds_summary(results)  # also checks that the runs share one design
+            if args.replay:
+                text = replay_markdown(results)
         except (OSError, ValueError) as exc:  # a missing folder, a broken file, runs of different designs
             raise SystemExit(f"bench_search: {exc}") from None
         out.mkdir(parents=True, exist_ok=True)
-        (out / "seeds.md").write_text(text)
+        (out / name).write_text(text)
         print(text)
         return
     if args.render_only:

@@ -120,3 +120,23 @@ def test_seeds_summary_refuses_other_designs_and_repeated_seeds():
         bench.seeds_summary([("a", _run(0, 90.0, 50)), ("b", _run(1, 90.0, 50, steps=150))])
     with pytest.raises(ValueError, match=r"sampler seeds \[3, 3\] repeat"):
         bench.seeds_summary([("a", _run(3, 90.0, 50)), ("b", _run(3, 90.0, 50))])
+
+
+def test_replay_tells_the_recorded_curves_to_optunas_successive_halving():
+    rows = [trial(i, "COMPLETE", final, 300) for i, final in enumerate((60.0, 90.0, 70.0, 80.0))]
+    for row, early in zip(rows, (40.0, 10.0, 30.0, 20.0), strict=True):  # the curves cross after step 50
+        row["intermediate"] = {"50": early, "150": row["miou"]}
+    rows.insert(1, {**trial(9, "PRUNED", None, 0), "intermediate": {}})  # rejected (over budget): not replayed
+    early = bench.replay(rows, 50, 3, 300)  # the first trial goes on (no competitor); the others lose at step 50
+    assert (early["steps"], early["best"]["miou"], early["complete"]) == (300 + 3 * 50, 60.0, 1)
+    late = bench.replay(rows, 150, 3, 300)  # at step 150 the best so far goes on, the others stop
+    assert (late["steps"], late["best"]["miou"], late["complete"]) == (2 * 300 + 2 * 150, 90.0, 2)
+
+
+def test_replay_markdown_has_one_row_per_pruner_setting():
+    text = bench.replay_markdown([("b", _run(1, 90.0, 25)), ("a", _run(0, 90.0, 25))])
+    assert "| min_resource, factor | seed 0 | seed 1 | target met |" in text
+    # first rung backwards: the best candidate (#0, told first) goes on, the others stop at step 150
+    assert "| 50, 3 | 67%, +0.0 | 67%, +0.0 | 0 of 2 |" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]) == len(
+        bench.REPLAY_GRID)
