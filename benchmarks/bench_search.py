@@ -226,8 +226,8 @@ def markdown(result: dict) -> str:
                      f"{states.count('PRUNED') - rejected} / {rejected} | {st['wall_seconds']:.0f} |")
     rho = s["spearman_vs_short_train"]
     fmt = (lambda v: "n/a" if v is None or v != v else f"{v:+.2f}")  # noqa: E731
-    lines += ["", f"Pruned / unpruned training steps: {s['steps_ratio']:.0%} (target <= {TARGET_STEPS:.0%}); best "
-              f"mIoU gap {s['miou_gap_points']:+.1f} points (target <= {TARGET_POINTS:g}), same best candidate: "
+    lines += ["", f"Pruned / unpruned training steps: {s['steps_ratio']:.1%} (target <= {TARGET_STEPS:.0%}); best "
+              f"mIoU gap {s['miou_gap_points']:+.2f} points (target <= {TARGET_POINTS:g}), same best candidate: "
               f"{'yes' if s['same_best'] else 'no'}. Target: {'MET' if s['met'] else 'MISSED'}.", "",
               f"Spearman's rho against short-train mIoU over the {s['n_fully_trained']} candidates the unpruned "
               f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}, training-free "
@@ -274,16 +274,16 @@ def seeds_summary(results: list[tuple[str, dict]]) -> str:
         first_rung = (r["studies"][0].get("pruner_settings") or {}).get("min_resource")
         rho = s.get("rung_vs_final", {}).get(str(first_rung)) if first_rung else None
         lines.append(f"| {r['config']['seed']} | {_cand(s['best_pruned'])} | {_cand(s['best_unpruned'])} | "
-                     f"{s['miou_gap_points']:+.1f} | {s['steps_pruned']:,} / {s['steps_unpruned']:,} = "
-                     f"{s['steps_ratio']:.0%} | {'yes' if s['same_best'] else 'no'} | "
+                     f"{s['miou_gap_points']:+.2f} | {s['steps_pruned']:,} / {s['steps_unpruned']:,} = "
+                     f"{s['steps_ratio']:.1%} | {'yes' if s['same_best'] else 'no'} | "
                      f"{'met' if s['met'] else 'MISSED'} | {'n/a' if rho is None else f'{rho:+.2f}'} | {where} |")
     sums = [r["summary"] for _, r in results]
     met = sum(s["met"] for s in sums)
     ratios, gaps = [s["steps_ratio"] for s in sums], [s["miou_gap_points"] for s in sums]
     lines += ["", f"Target (<= {TARGET_POINTS:g} point gap or the same best candidate, with <= {TARGET_STEPS:.0%} of "
               f"the steps) met in **{met} of {len(sums)}** sampler seeds. Steps pruned / unpruned: median "
-              f"{statistics.median(ratios):.0%} (range {min(ratios):.0%}-{max(ratios):.0%}); best-mIoU gap: median "
-              f"{statistics.median(gaps):+.1f} points (range {min(gaps):+.1f} to {max(gaps):+.1f}); same best "
+              f"{statistics.median(ratios):.1%} (range {min(ratios):.1%}-{max(ratios):.1%}); best-mIoU gap: median "
+              f"{statistics.median(gaps):+.2f} points (range {min(gaps):+.2f} to {max(gaps):+.2f}); same best "
               f"candidate in {sum(s['same_best'] for s in sums)} of {len(sums)}."]
     return "\n".join(lines) + "\n"
 
@@ -346,7 +346,7 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
             gap = r["summary"]["best_unpruned"]["miou"] - rep["best"]["miou"]
             ok = rep["steps"] / total <= TARGET_STEPS and gap <= TARGET_POINTS
             met += ok
-            cells.append(f"{rep['steps'] / total:.0%}, {gap:+.1f}{' (met)' if ok else ''}")
+            cells.append(f"{rep['steps'] / total:.1%}, {gap:+.2f}{' (met)' if ok else ''}")
         lines.append(f"| {mr}, {rf} | " + " | ".join(cells) + f" | {met} of {len(runs)} |")
     return "\n".join(lines) + "\n"
 

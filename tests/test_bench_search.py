@@ -107,10 +107,10 @@ def test_seeds_summary_counts_the_seeds_that_met_the_target():
     text = bench.seeds_summary([("c", costly), ("a", met), ("b", worse)])
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| 2"]  # sorted by seed
-    assert "| #0 w0.25 d0.3 c16 r2 P3-P9: 90.0% |" in rows[0] and "| +0.0 | 350 / 900 = 39% | yes | met | -1.00 | a |" in rows[0]
-    assert "| +5.0 | 350 / 900 = 39% | no | MISSED |" in rows[1] and "| +0.5 | 600 / 900 = 67% | no | MISSED |" in rows[2]
-    assert "met in **1 of 3**" in text and "median 39% (range 39%-67%)" in text
-    assert "median +0.5 points (range +0.0 to +5.0); same best candidate in 1 of 3" in text
+    assert "| #0 w0.25 d0.3 c16 r2 P3-P9: 90.0% |" in rows[0] and "| +0.00 | 350 / 900 = 38.9% | yes | met | -1.00 | a |" in rows[0]
+    assert "| +5.00 | 350 / 900 = 38.9% | no | MISSED |" in rows[1] and "| +0.50 | 600 / 900 = 66.7% | no | MISSED |" in rows[2]
+    assert "met in **1 of 3**" in text and "median 38.9% (range 38.9%-66.7%)" in text
+    assert "median +0.50 points (range +0.00 to +5.00); same best candidate in 1 of 3" in text
 
 
 def test_seeds_summary_refuses_other_designs_and_repeated_seeds():
@@ -137,6 +137,6 @@ def test_replay_markdown_has_one_row_per_pruner_setting():
     text = bench.replay_markdown([("b", _run(1, 90.0, 25)), ("a", _run(0, 90.0, 25))])
     assert "| min_resource, factor | seed 0 | seed 1 | target met |" in text
     # first rung backwards: the best candidate (#0, told first) goes on, the others stop at step 150
-    assert "| 50, 3 | 67%, +0.0 | 67%, +0.0 | 0 of 2 |" in text
+    assert "| 50, 3 | 66.7%, +0.00 | 66.7%, +0.00 | 0 of 2 |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]) == len(
         bench.REPLAY_GRID)
