@@ -288,7 +288,9 @@ def seeds_summary(results: list[tuple[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-REPLAY_GRID = [(50, 3), (50, 2), (100, 2), (100, 3), (150, 3), (200, 4)]  # (min_resource, reduction_factor)
+# (first decision as a fraction of the training steps, reduction factor): at 300 steps min_resource 50, 50, 100,
+# 100, 150, 200
+REPLAY_GRID = [(1 / 6, 3), (1 / 6, 2), (1 / 3, 2), (1 / 3, 3), (1 / 2, 3), (2 / 3, 4)]
 
 
 def replay(trials: list[dict], min_resource: int, reduction_factor: int, steps: int) -> dict:
@@ -337,8 +339,8 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
              "then the best-mIoU gap in points (mIoU in %, torch eager on the CPU, fp32).", "",
              "| min_resource, factor | " + " | ".join(f"seed {s}" for s in seeds) + " | target met |",
              "|---|" + "---|" * len(seeds) + "---|"]
-    for mr, rf in REPLAY_GRID:
-        cells, met = [], 0
+    for frac, rf in REPLAY_GRID:
+        mr, cells, met = round(frac * cfg["steps"]), [], 0
         for _, r in runs:
             full = next(st for st in r["studies"] if st["pruner"] == "none")
             rep = replay(full["trials"], mr, rf, r["config"]["steps"])
