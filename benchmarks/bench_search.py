@@ -245,21 +245,27 @@ def _design(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in skip}
 
 
+def check_pooled(results: list[tuple[str, dict]], option: str = "--seeds-summary") -> None:
+    """Raise ValueError (one line naming ``option``) unless the (folder, result) pairs are runs of one design
+    on different sampler seeds."""
+    first = _design(results[0][1]["config"])
+    for where, r in results[1:]:
+        diff = sorted(k for k in set(first) | set(_design(r["config"])) if first.get(k) != r["config"].get(k))
+        if diff:
+            raise ValueError(f"{option}: {where} differs from {results[0][0]} in {', '.join(diff)} "
+                             "(allowed: runs that differ only in --seed)")
+    seeds = [r["config"]["seed"] for _, r in results]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{option}: sampler seeds {seeds} repeat (allowed: each seed once)")
+
+
 def seeds_summary(results: list[tuple[str, dict]]) -> str:
     """Markdown: one row per (folder, result) of one design on different sampler seeds, then how often the
     target was met and the spread of the step ratio and the best-mIoU gap. Raises ValueError (one line) for
     runs of different designs or a repeated seed."""
     import statistics
 
-    first = _design(results[0][1]["config"])
-    for where, r in results[1:]:
-        diff = sorted(k for k in set(first) | set(_design(r["config"])) if first.get(k) != r["config"].get(k))
-        if diff:
-            raise ValueError(f"--seeds-summary: {where} differs from {results[0][0]} in {', '.join(diff)} "
-                             "(allowed: runs that differ only in --seed)")
-    seeds = [r["config"]["seed"] for _, r in results]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds-summary: sampler seeds {seeds} repeat (allowed: each seed once)")
+    check_pooled(results, "--seeds-summary")
     cfg = results[0][1]["config"]
     lines = [f"# Pruning across sampler seeds ({cfg['dataset']}, {cfg['train_size']}, {cfg['steps']} steps x batch "
              f"{cfg['batch_size']}, pruner {cfg['pruner']} ({_settings(results[0][1])}))", "",
@@ -271,7 +277,8 @@ def seeds_summary(results: list[tuple[str, dict]]) -> str:
              "|---:|---|---|---:|---:|---|---|---:|---|"]
     for where, r in sorted(results, key=lambda wr: wr[1]["config"]["seed"]):
         s = r["summary"]
-        first_rung = (r["studies"][0].get("pruner_settings") or {}).get("min_resource")
+        pruned = next(st for st in r["studies"] if st["pruner"] != "none")
+        first_rung = (pruned.get("pruner_settings") or {}).get("min_resource")
         rho = s.get("rung_vs_final", {}).get(str(first_rung)) if first_rung else None
         lines.append(f"| {r['config']['seed']} | {_cand(s['best_pruned'])} | {_cand(s['best_unpruned'])} | "
                      f"{s['miou_gap_points']:+.2f} | {s['steps_pruned']:,} / {s['steps_unpruned']:,} = "
@@ -324,7 +331,9 @@ def replay(trials: list[dict], min_resource: int, reduction_factor: int, steps: 
 
 def replay_markdown(results: list[tuple[str, dict]]) -> str:
     """Markdown: for each pruner setting of :data:`REPLAY_GRID`, the steps and the best-mIoU gap it would have
-    given on each run's unpruned candidates (same candidates, same order), and how often it met the target."""
+    given on each run's unpruned candidates (same candidates, same order), and how often it met the target.
+    Raises ValueError (one line) for runs of different designs or a repeated seed."""
+    check_pooled(results, "--replay")
     cfg = results[0][1]["config"]
     runs = sorted(results, key=lambda wr: wr[1]["config"]["seed"])
     seeds = [r["config"]["seed"] for _, r in runs]
@@ -345,7 +354,7 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
             full = next(st for st in r["studies"] if st["pruner"] == "none")
             rep = replay(full["trials"], mr, rf, r["config"]["steps"])
             total = r["summary"]["steps_unpruned"]
-            gap = r["summary"]["best_unpruned"]["miou"] - rep["best"]["miou"]
+            gap = r["summary"]["best_unpruned"]["miou"] - rep["best"]["miou"] if rep["best"] else float("nan")
             ok = rep["steps"] / total <= TARGET_STEPS and gap <= TARGET_POINTS
             met += ok
             cells.append(f"{rep['steps'] / total:.1%}, {gap:+.2f}{' (met)' if ok else ''}")
@@ -385,9 +394,7 @@ def main() -> None:
         dirs, name = (args.seeds_summary, "seeds.md") if args.seeds_summary else (args.replay, "replay.md")
         try:
             results = [(d, json.loads((Path(d) / "search.json").read_text())) for d in dirs]
-            text = seeds_summary(results)  # also checks that the runs share one design
-            if args.replay:
-                text = replay_markdown(results)
+            text = replay_markdown(results) if args.replay else seeds_summary(results)
         except (OSError, ValueError) as exc:  # a missing folder, a broken file, runs of different designs
             raise SystemExit(f"bench_search: {exc}") from None
         out.mkdir(parents=True, exist_ok=True)

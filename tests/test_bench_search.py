@@ -140,3 +140,10 @@ def test_replay_markdown_has_one_row_per_pruner_setting():
     assert "| 50, 3 | 66.7%, +0.00 | 66.7%, +0.00 | 0 of 2 |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]) == len(
         bench.REPLAY_GRID)
+
+
+def test_replay_refuses_runs_of_other_designs_naming_its_own_option():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"^--replay: b differs from a in batch_size"):
+        bench.replay_markdown([("a", _run(0, 90.0, 50)), ("b", _run(1, 90.0, 50, batch_size=8))])
