@@ -132,3 +132,15 @@ def test_propose_short_train_budget_mode_end_to_end(setup, tmp_path: Path, capsy
     assert "budget mode" in out and "short-train" in out and "64x64" in out
     assert main(["plot", "study", "st", "--storage", db, "--out", str(tmp_path / "plot")]) == 0
     assert (tmp_path / "plot.png").is_file()
+
+
+def test_train_phrase_is_one_caption_for_propose_and_study_show():
+    from escale.cli.cmd_study import train_phrase
+    from escale.search import TrainSettings
+
+    one = TrainSettings(steps=150, input_size=(768, 256), batch_size=8, dataset="synthetic")
+    assert train_phrase(one.to_dict(), "short training: ") == (
+        " (short training: synthetic, 150 steps x batch 8 at 768x256, cpu)")
+    two = TrainSettings(steps=150, input_size=(768, 256), batch_size=8, dataset="synthetic", seeds=2)
+    assert train_phrase(two.to_dict()) == " (synthetic, 150 steps x batch 8 at 768x256, mean of 2 seeds, cpu)"
+    assert train_phrase(None) == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from escale.cli import progress, render
+from escale.cli.cmd_study import train_phrase
 from escale.cli.helptext import with_example
 
 SHOWN = [("rank", "right"), ("preset", "left"), ("width", "right"), ("depth", "right"), ("block", "left"),
@@ -236,7 +237,7 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
     caption = (f"Study {cfg.name}: {mode}; {cfg.backend}/{cfg.device}/{cfg.precision}, {cfg.threads} thread(s), "
                f"input {h}x{w}, {budget}, cost axis {cfg.cost}. mIoU from '{cfg.accuracy}'"
                + (" (a Cityscapes estimate from the paper's FLOPs trend, not a measurement)"
-                  if cfg.accuracy == "paper-trend" else _train_note(cfg.train))
+                  if cfg.accuracy == "paper-trend" else train_phrase(cfg.train.to_dict(), "short training: "))
                + ". FLOPs are multiply-adds at the input size. pred./meas.: latency predicted from the kernel table"
                + (f" (calibrated for this machine: {cfg.predictor.machine.source})"
                   if getattr(cfg.predictor, "machine", None) is not None else "")
@@ -244,10 +245,3 @@ def show(frame, fmt: str, cfg) -> None:  # noqa: ANN001
                + "".join(f"\nRank {i}: {r['input_size_note']}" for i, r in enumerate(rows, start=1)
                          if isinstance(r.get("input_size_note"), str)))
     render.table(f"ESeg proposals — {cfg.mode} mode, {budget}", SHOWN, out, caption)
-
-
-def _train_note(train) -> str:  # noqa: ANN001 - a TrainSettings
-    h, w = train.input_size or (0, 0)
-    seeds = f", mean of {train.seeds} seeds" if train.seeds > 1 else ""
-    return (f" (short training: {train.dataset}, {train.steps} steps x batch {train.batch_size} at {h}x{w}"
-            f"{seeds}, {train.device})")

@@ -55,20 +55,22 @@ def _show(args: argparse.Namespace) -> int:
                f"thread(s), input {size}, budget {ua.get('budget_ms')} ms, cost axis {ua.get('cost_axis')}; "
                f"{len(study.trials)} trials. mIoU from '{ua.get('accuracy_objective')}': 'paper-trend' (formerly "
                "'proxy') = estimate from the paper's FLOPs trend, 'short-train' = measured after short training"
-               f"{_train_line(ua.get('train'))}. pred./meas. ms: latency predicted by the kernel table / measured.")
+               f"{train_phrase(ua.get('train'))}. pred./meas. ms: latency predicted by the kernel table / measured.")
     shown = "feasible trials, best mIoU first" if budget_mode else "feasible Pareto front"
     title = f"Study {args.name} — " + ("all trials (rejected: why, in the note)" if args.all else shown)
     render.table(title, COLUMNS, out, caption)
     return 0
 
 
-def _train_line(train: dict | None) -> str:
+def train_phrase(train: dict | None, prefix: str = "") -> str:
+    """`` (dataset, N steps x batch B at HxW[, mean of K seeds], device)`` from a study's stored training
+    settings (``TrainSettings.to_dict()``; "" without them), for the captions of ``study show`` and ``propose``."""
     if not train:
         return ""
     size = "x".join(map(str, train.get("input_size") or [])) or "?"
     seeds = f", mean of {train['seeds']} seeds" if train.get("seeds", 1) > 1 else ""
-    return (f" ({train.get('dataset')}, {train.get('steps')} steps x batch {train.get('batch_size')} at {size}"
-            f"{seeds}, {train.get('device')})")
+    return (f" ({prefix}{train.get('dataset')}, {train.get('steps')} steps x batch {train.get('batch_size')} at "
+            f"{size}{seeds}, {train.get('device')})")
 
 
 def _missing(v: object) -> bool:
