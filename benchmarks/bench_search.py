@@ -21,8 +21,8 @@ further solves a further share of the scenes), 300 steps x batch 4, lr 0.05, wei
 Writes search.{json,md} to <home>/bench/search/ (`escale paths`), to --out DIR, or with --update-reference
 to the committed reports/search/. Not a timed test. Pooled over runs of one design on different sampler seeds
 (``--seed``; each run in its own folder): ``--seeds-summary DIR...`` writes seeds.md (how often the target was
-met), ``--replay DIR...`` writes replay.md (Optuna's SuccessiveHalving with other settings told the unpruned
-studies' recorded learning curves again: the steps and gap each setting would have given).
+met), ``--replay DIR...`` writes replay.md (Optuna's SuccessiveHalving and Hyperband with other settings told the
+unpruned studies' recorded learning curves again: the steps and gap each setting would have given).
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
     p.add_argument("--trainfree", action="store_true", help="with --render-only: add the training-free scores")
     pooled = p.add_mutually_exclusive_group()
-    pooled.add_argument("--replay", nargs="+", metavar="DIR", help="write replay.md: Optuna's SuccessiveHalving with other "
-                   "settings replayed on the learning curves the unpruned studies of the DIRs recorded")
+    pooled.add_argument("--replay", nargs="+", metavar="DIR", help="write replay.md: Optuna's SuccessiveHalving and "
+                   "Hyperband with other settings replayed on the learning curves the unpruned studies of the DIRs recorded")
     pooled.add_argument("--seeds-summary", nargs="+", metavar="DIR", help="write seeds.md: one row per search.json in "
                    "the DIRs (runs of one design on different sampler seeds) and how often the target was met")
     add_bench_output_arguments(p, NAME)
@@ -295,20 +295,27 @@ def seeds_summary(results: list[tuple[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# (first decision as a fraction of the training steps, reduction factor): at 300 steps min_resource 50, 50, 100,
-# 100, 150, 200
-REPLAY_GRID = [(1 / 6, 3), (1 / 6, 2), (1 / 3, 2), (1 / 3, 3), (1 / 2, 3), (2 / 3, 4)]
+# (pruner, first decision as a fraction of the training steps, reduction factor): at 300 steps min_resource 50, 50,
+# 100, 100, 150, 200 for SuccessiveHalving; Hyperband (max_resource = the steps) with 2 brackets at factor 3, 3 at 2
+REPLAY_GRID = [("sha", 1 / 6, 3), ("sha", 1 / 6, 2), ("sha", 1 / 3, 2), ("sha", 1 / 3, 3), ("sha", 1 / 2, 3),
+               ("sha", 2 / 3, 4), ("hyperband", 1 / 6, 3), ("hyperband", 1 / 6, 2)]
 
 
-def replay(trials: list[dict], min_resource: int, reduction_factor: int, steps: int) -> dict:
-    """Optuna's SuccessiveHalvingPruner replayed on recorded learning curves: the trials of an unpruned study, in
-    their order, re-told to an in-memory study step by step (the rungs they recorded, then their final mIoU);
-    a trial the pruner stops costs the steps it had reached. Returns ``{"steps", "best", "complete"}``."""
+def replay(trials: list[dict], min_resource: int, reduction_factor: int, steps: int, pruner: str = "sha") -> dict:
+    """Optuna's SuccessiveHalvingPruner (``pruner="sha"``) or HyperbandPruner (``"hyperband"``, max_resource =
+    ``steps``) replayed on recorded learning curves: the trials of an unpruned study, in their order, re-told to an
+    in-memory study step by step (the rungs they recorded, then their final mIoU); a trial the pruner stops costs
+    the steps it had reached. Returns ``{"steps", "best", "complete"}``."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=min_resource, reduction_factor=reduction_factor))
+    if pruner == "sha":
+        p = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=reduction_factor)
+    else:
+        p = optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=steps,
+                                           reduction_factor=reduction_factor)
+    # a fixed name: Hyperband puts trials into brackets by a hash of the study name and the trial number
+    study = optuna.create_study(direction="maximize", pruner=p, study_name="replay")
     spent, best, complete = 0, None, 0
     for r in trials:
         if r["state"] != "COMPLETE":
@@ -337,28 +344,31 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
     cfg = results[0][1]["config"]
     runs = sorted(results, key=lambda wr: wr[1]["config"]["seed"])
     seeds = [r["config"]["seed"] for _, r in runs]
-    lines = [f"# SuccessiveHalving replayed on recorded learning curves ({cfg['dataset']}, {cfg['train_size']}, "
+    lines = [f"# SuccessiveHalving and Hyperband replayed on recorded learning curves ({cfg['dataset']}, {cfg['train_size']}, "
              f"{cfg['steps']} steps x batch {cfg['batch_size']}, rungs every {cfg['steps'] // (cfg['rungs'] + 1)} "
              "steps)", "",
              "Each unpruned study of `benchmarks/bench_search.py` records every candidate's mIoU at each rung. Here "
              "they are told again, in their order, to an in-memory Optuna study with `SuccessiveHalvingPruner("
-             "min_resource, reduction_factor)`; a stopped candidate costs the steps it had reached. The candidates "
+             "min_resource, reduction_factor)` or `HyperbandPruner(min_resource, max_resource=steps, "
+             "reduction_factor)` (its brackets: SuccessiveHalving with first decisions at min_resource x factor^i; "
+             "a trial's bracket comes from a hash of study name and trial number); a stopped candidate costs the steps it had reached. The candidates "
              "are the unpruned study's: a real pruned study's sampler (TPE) would pick its last candidates from "
              "what it saw, so this isolates the pruner's decisions. Cells: steps spent / the unpruned study's, "
              "then the best-mIoU gap in points (mIoU in %, torch eager on the CPU, fp32).", "",
-             "| min_resource, factor | " + " | ".join(f"seed {s}" for s in seeds) + " | target met |",
+             "| pruner: min_resource, factor | " + " | ".join(f"seed {s}" for s in seeds) + " | target met |",
              "|---|" + "---|" * len(seeds) + "---|"]
-    for frac, rf in REPLAY_GRID:
+    for kind, frac, rf in REPLAY_GRID:
         mr, cells, met = round(frac * cfg["steps"]), [], 0
         for _, r in runs:
             full = next(st for st in r["studies"] if st["pruner"] == "none")
-            rep = replay(full["trials"], mr, rf, r["config"]["steps"])
+            rep = replay(full["trials"], mr, rf, r["config"]["steps"], kind)
             total = r["summary"]["steps_unpruned"]
             gap = r["summary"]["best_unpruned"]["miou"] - rep["best"]["miou"] if rep["best"] else float("nan")
             ok = rep["steps"] / total <= TARGET_STEPS and gap <= TARGET_POINTS
             met += ok
             cells.append(f"{rep['steps'] / total:.1%}, {gap:+.2f}{' (met)' if ok else ''}")
-        lines.append(f"| {mr}, {rf} | " + " | ".join(cells) + f" | {met} of {len(runs)} |")
+        name = "SuccessiveHalving" if kind == "sha" else "Hyperband"
+        lines.append(f"| {name}: {mr}, {rf} | " + " | ".join(cells) + f" | {met} of {len(runs)} |")
     return "\n".join(lines) + "\n"
 
 

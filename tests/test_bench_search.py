@@ -133,12 +133,25 @@ def test_replay_tells_the_recorded_curves_to_optunas_successive_halving():
     assert (late["steps"], late["best"]["miou"], late["complete"]) == (2 * 300 + 2 * 150, 90.0, 2)
 
 
+def test_replay_with_hyperband_hedges_and_repeats():
+    rows = [trial(i, "COMPLETE", final, 300) for i, final in enumerate((60.0, 90.0, 70.0, 80.0, 85.0, 50.0))]
+    for row, early in zip(rows, (40.0, 10.0, 30.0, 20.0, 15.0, 35.0), strict=True):  # crossing curves
+        row["intermediate"] = {"50": early, "150": row["miou"]}
+    sha = bench.replay(rows, 50, 3, 300)  # #0 goes on, #5 is cut at 150, the rest at 50
+    assert (sha["steps"], sha["best"]["miou"]) == (300 + 4 * 50 + 150, 60.0)
+    # Hyperband's second bracket makes no decision at step 50: more steps, a better best; the brackets come from
+    # a hash of the (fixed) study name and the trial number, so the replay gives the same figures every time
+    runs = [bench.replay(rows, 50, 3, 300, "hyperband") for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0]["steps"] == 900 and runs[0]["best"]["miou"] == 90.0
+    assert bench.replay(rows, 50, 2, 300, "hyperband")["steps"] == 1400  # three brackets at factor 2
+
+
 def test_replay_markdown_has_one_row_per_pruner_setting():
     text = bench.replay_markdown([("b", _run(1, 90.0, 25)), ("a", _run(0, 90.0, 25))])
-    assert "| min_resource, factor | seed 0 | seed 1 | target met |" in text
+    assert "| pruner: min_resource, factor | seed 0 | seed 1 | target met |" in text
     # first rung backwards: the best candidate (#0, told first) goes on, the others stop at step 150
-    assert "| 50, 3 | 66.7%, +0.00 | 66.7%, +0.00 | 0 of 2 |" in text
-    assert len([line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]) == len(
+    assert "| SuccessiveHalving: 50, 3 | 66.7%, +0.00 | 66.7%, +0.00 | 0 of 2 |" in text
+    assert len([line for line in text.splitlines() if line.startswith(("| Succ", "| Hyp"))]) == len(
         bench.REPLAY_GRID)
 
 
