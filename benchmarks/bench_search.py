@@ -225,17 +225,16 @@ def markdown(result: dict) -> str:
         lines.append(f"| pruner {st['pruner']} | {_cand(best)} | {steps:,} | {states.count('COMPLETE')} / "
                      f"{states.count('PRUNED') - rejected} / {rejected} | {st['wall_seconds']:.0f} |")
     rho = s["spearman_vs_short_train"]
-    fmt = (lambda v: "n/a" if v is None or v != v else f"{v:+.2f}")  # noqa: E731
     lines += ["", f"Pruned / unpruned training steps: {s['steps_ratio']:.1%} (target <= {TARGET_STEPS:.0%}); best "
               f"mIoU gap {s['miou_gap_points']:+.2f} points (target <= {TARGET_POINTS:g}), same best candidate: "
               f"{'yes' if s['same_best'] else 'no'}. Target: {'MET' if s['met'] else 'MISSED'}.", "",
               f"Spearman's rho against short-train mIoU over the {s['n_fully_trained']} candidates the unpruned "
-              f"study trained fully: paper-trend {fmt(rho['paper_trend'])}, MACs {fmt(rho['macs'])}, training-free "
-              f"NASWOT score {fmt(rho.get('naswot'))}."]
+              f"study trained fully: paper-trend {_rho(rho['paper_trend'])}, MACs {_rho(rho['macs'])}, training-free "
+              f"NASWOT score {_rho(rho.get('naswot'))}."]
     if s.get("rung_vs_final"):
         lines += ["", "Spearman's rho of the unpruned study's mIoU at each rung against its final mIoU (how much a "
                   "pruner deciding there can know): " + ", ".join(
-                      f"step {k}: {fmt(v)}" for k, v in s["rung_vs_final"].items()) + "."]
+                      f"step {k}: {_rho(v)}" for k, v in s["rung_vs_final"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -283,7 +282,7 @@ def seeds_summary(results: list[tuple[str, dict]]) -> str:
         lines.append(f"| {r['config']['seed']} | {_cand(s['best_pruned'])} | {_cand(s['best_unpruned'])} | "
                      f"{s['miou_gap_points']:+.2f} | {s['steps_pruned']:,} / {s['steps_unpruned']:,} = "
                      f"{s['steps_ratio']:.1%} | {'yes' if s['same_best'] else 'no'} | "
-                     f"{'met' if s['met'] else 'MISSED'} | {'n/a' if rho is None else f'{rho:+.2f}'} | {where} |")
+                     f"{'met' if s['met'] else 'MISSED'} | {_rho(rho)} | {where} |")
     sums = [r["summary"] for _, r in results]
     met = sum(s["met"] for s in sums)
     ratios, gaps = [s["steps_ratio"] for s in sums], [s["miou_gap_points"] for s in sums]
@@ -370,6 +369,11 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
         name = "SuccessiveHalving" if kind == "sha" else "Hyperband"
         lines.append(f"| {name}: {mr}, {rf} | " + " | ".join(cells) + f" | {met} of {len(runs)} |")
     return "\n".join(lines) + "\n"
+
+
+def _rho(v: float | None) -> str:
+    """Spearman's rho with its sign; NaN (one side constant: e.g. every candidate tied at a rung) says so."""
+    return "n/a" if v is None else "n/a (all tied)" if v != v else f"{v:+.2f}"
 
 
 def _cand(r: dict | None) -> str:

@@ -66,6 +66,10 @@ def test_rungs_of_the_unpruned_study_are_scored_against_the_final_miou():
     text = bench.markdown(result)
     assert "step 25: -1.00, step 75: +1.00" in text and "reduction factor 2, first decision at step 50" in text
     assert "--min-resource 50" in text
+    for r in full:  # every candidate still predicts only the background at step 25: no ranking there
+        r["intermediate"]["25"] = 12.5
+    result["summary"] = bench.summarise(result)
+    assert "step 25: n/a (all tied), step 75: +1.00" in bench.markdown(result)
 
 
 def test_naswot_counts_agreeing_relu_codes():
