@@ -95,6 +95,30 @@ def test_plan_without_cuda_and_on_cpu():
     assert list(PART_KINDS)[:2] == ["env", "eager"]
 
 
+def test_plan_without_timm_skips_every_model_and_training():
+    why = "escale builds its models with timm, which cannot be imported here (ModuleNotFoundError: No module named 'torchvision')"
+    parts, rows = build_plan(make_settings(models="ESeg-Lite-S"), {**ALL_OK, "models": why})
+    assert [p.kind for p in parts] == ["env"]
+    assert all(r["status"] == "skipped" for r in rows[1:])
+    assert all(why in r["reason"] for r in rows[1:] if not r["check"].endswith("numerics"))
+
+
+def test_compile_reason_names_the_missing_compiler(monkeypatch):
+    from escale.benchmark import env
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(env.importlib.util, "find_spec", lambda name: object())  # triton "installed"
+    monkeypatch.setattr(env.shutil, "which", lambda name: None)
+    assert "needs a C compiler for triton's kernel launchers" in env.compile_reason("cuda")
+    assert "needs a C++ compiler" in env.compile_reason("cpu")
+    monkeypatch.setenv("CC", "/opt/bin/cc")
+    assert env.compile_reason("cuda") is None
+    monkeypatch.setattr(env.shutil, "which", lambda name: "/usr/bin/gcc" if name == "gcc" else None)
+    monkeypatch.delenv("CC")
+    assert env.compile_reason("cuda") is None and env.models_reason() is None  # timm imports here
+
+
 # --- the runner, with the stand-in parts ---------------------------------------------------------------------
 
 def _bench(tmp_path, **kw):

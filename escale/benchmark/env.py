@@ -106,14 +106,16 @@ def compile_reason(device: str) -> str | None:
         return f"torch {torch.__version__} has no torch.compile"
     if device == "cuda" and importlib.util.find_spec("triton") is None:
         return "torch.compile on CUDA needs triton, which is not installed"
+    if device == "cuda" and not (os.environ.get("CC") or any(shutil.which(c) for c in ("gcc", "clang"))):
+        return "torch.compile on CUDA needs a C compiler for triton's kernel launchers (gcc, clang or $CC); none found"
     if device == "cpu" and not (os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
         return "torch.compile on CPU needs a C++ compiler (g++, clang++ or $CXX); none found"
     return None
 
 
 def probe(device: str) -> dict[str, Any]:
-    """What can run on ``device`` here: ``cuda`` (None or why not), per backend (None or why not), ``compile``;
-    and the numerics tolerance per precision (max |out - ref| / max |ref|)."""
+    """What can run on ``device`` here: ``cuda``, ``models``, each backend and ``compile`` (None or why not), and
+    the numerics tolerance per precision (max |out - ref| / max |ref|)."""
     from escale.profiler.latency import get_backend
     from escale.profiler.latency.torch_backend import cuda_reason
 
@@ -127,5 +129,15 @@ def probe(device: str) -> dict[str, Any]:
         backends[name] = None if ok else why
     from escale.profiler.latency.onnxrt import NUMERICS_TOLERANCE
 
-    return {"cuda": cuda_reason() if device == "cuda" else None, "backends": backends,
+    return {"cuda": cuda_reason() if device == "cuda" else None, "models": models_reason(), "backends": backends,
             "compile": compile_reason(device), "numerics_tolerance": dict(NUMERICS_TOLERANCE)}
+
+
+def models_reason() -> str | None:
+    """Why escale cannot build its models here (they come from timm, which needs torchvision), or None."""
+    try:
+        import timm  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a torchvision built for another torch
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"escale builds its models with timm, which cannot be imported here ({type(exc).__name__}: {first})"
+    return None

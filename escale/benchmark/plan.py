@@ -172,7 +172,8 @@ def path_skip_reason(path: BenchPath, settings: BenchSettings, probe: dict[str, 
         return f"not asked (--backends {','.join(settings.backends)})"
     if path.backend == "tensorrt" and settings.device != "cuda":
         return "TensorRT runs on CUDA only (--device cpu)"
-    reasons = [probe.get("cuda") if settings.device == "cuda" else None, probe.get("backends", {}).get(path.backend),
+    reasons = [probe.get("cuda") if settings.device == "cuda" else None, probe.get("models"),
+               probe.get("backends", {}).get(path.backend),
                probe.get("compile") if path.kind == "compile" else None]
     reasons = list(dict.fromkeys(r for r in reasons if r))  # every reason, once: each must be fixed for it to run
     return "; ".join(reasons) or None
@@ -183,7 +184,7 @@ def train_skip_reason(settings: BenchSettings, probe: dict[str, Any]) -> str | N
         return "not asked (--no-train)"
     if settings.device == "cuda" and probe.get("cuda"):
         return probe["cuda"]
-    return None
+    return probe.get("models")
 
 
 def build_plan(settings: BenchSettings, probe: dict[str, Any]) -> tuple[list[Part], list[dict[str, Any]]]:
