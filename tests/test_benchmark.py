@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +170,13 @@ def test_time_limit_skips_parts_that_do_not_fit(fake_children, tmp_path):
     assert saved["training"]["status"] == "skipped"
     second = _bench(tmp_path, models="ESeg-Lite-S", time_limit_s=10.0)
     assert len(list(tmp_path.glob("fake-gpu-9000-*.json"))) == 2 and second  # a second run on the same day: -2
+    _, saved, _, _ = _bench(tmp_path, models="ESeg-Lite-S", time_limit_s=40.0)  # room for all but a cold compile
+    parts = {p["kind"]: p for p in saved["parts"]}
+    assert all(parts[k]["status"] == "ok" for k in ("env", "eager", "train", "onnxruntime"))
+    for kind in ("tensorrt", "compile"):
+        assert parts[kind]["status"] == "skipped"
+        assert re.fullmatch(rf"\d+ s left of --time-limit 40 s, under the 60 s a {kind} part needs at least",
+                            parts[kind]["reason"])
 
 
 def test_env_failure_skips_everything_with_the_reason(fake_children, tmp_path, monkeypatch):

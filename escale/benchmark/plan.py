@@ -20,6 +20,7 @@ DEFAULT_TRAIN_SIZE = (512, 1024)  # paper section 4.1's Cityscapes crop
 TRAIN_MODEL = "ESeg-S"
 DEFAULT_TIME_LIMIT_S = 450.0  # the whole run, so that it ends within 8 minutes with start-up and writing
 MIN_PART_S = 10.0  # a part is not started with less time than this left
+PART_MIN_S = {"compile": 60.0, "tensorrt": 60.0}  # ... or than a cold compile / engine build takes (at most its box)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class BenchSettings:
 
     def part_timeout(self, kind: str) -> float:
         return self.part_timeout_s if self.part_timeout_s is not None else PART_CAP_S[kind]
+
+    def part_minimum(self, kind: str) -> float:
+        """Seconds that must be left of ``--time-limit`` to start a part of ``kind``."""
+        return max(MIN_PART_S, min(PART_MIN_S.get(kind, 0.0), self.part_timeout(kind)))
 
 
 def _split(text: str | None) -> list[str]:

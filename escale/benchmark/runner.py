@@ -214,9 +214,12 @@ class Benchmark:
                 return
 
     def run_part(self, part: Part, workdir: Path) -> None:
-        left = self.remaining()
-        if left < MIN_PART_S:
+        left, need = self.remaining(), self.settings.part_minimum(part.kind)
+        if left < need:
             why = f"--time-limit {self.settings.time_limit_s:g} s reached before this part"
+            if need > MIN_PART_S and left >= MIN_PART_S:
+                why = (f"{left:.0f} s left of --time-limit {self.settings.time_limit_s:g} s, under the {need:g} s "
+                       f"a {part.kind} part needs at least")
             for path in part.paths:
                 self._row(part.model, path.name, status="skipped", reason=why)
             if part.kind == "train":
