@@ -120,6 +120,17 @@ def test_compile_reason_names_the_missing_compiler(monkeypatch):
     assert env.compile_reason("cuda") is None and env.models_reason() is None  # timm imports here
 
 
+def test_compile_rows_say_when_inductor_ran_without_cuda_graphs():
+    from escale.benchmark.parts import graph_note
+    from escale.profiler.latency.torch_backend import cudagraph_skips
+
+    compiled = {"options": {"compile": True, "cuda_graphs": True}}
+    assert graph_note(compiled, {"cudagraph_skips": 0}) is None
+    assert graph_note(compiled, {"cudagraph_skips": 2}).startswith("inductor skipped CUDA graphs (2 times;")
+    assert graph_note({"options": {"cuda_graphs": True}}, {"cudagraph_skips": 2}) is None  # a hand-captured graph
+    assert isinstance(cudagraph_skips(), int)  # the counter this torch keeps
+
+
 # --- the runner, with the stand-in parts ---------------------------------------------------------------------
 
 def _bench(tmp_path, **kw):

@@ -192,6 +192,7 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
                   options: dict[str, Any], details: dict[str, Any]) -> Measurement:
     """First call, peak memory, optional CUDA graph and timing, all with this precision's TF32 setting and
     ``cudnn.benchmark`` on (restored afterwards); the settings in force go into ``details``."""
+    skips = cudagraph_skips() if options["compile"] and options["cuda_graphs"] else None
     with tf32_mode(TF32.get(precision)), cudnn_benchmark(True):
         details.update(cuda_math_settings())
         _first_call(step)
@@ -201,6 +202,9 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
             fn = _capture_graph(step)
             details["cuda_graphs"] = True
         stats = time_callable(fn, config, timer=CudaEventTimer())
+    if skips is not None:  # reduce-overhead falls back to plain compiled code where a graph cannot be recorded
+        details["cudagraph_skips"] = cudagraph_skips() - skips
+        details["cuda_graphs"] = details["cudagraph_skips"] == 0
 
     def output() -> torch.Tensor:  # the timed callable (graph replay included) under the same settings
         with tf32_mode(TF32.get(precision)), cudnn_benchmark(True):
@@ -210,6 +214,16 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
 
     return Measurement(stats=stats, peak_mem_mb=mem.peak_mb, peak_mem_method=mem.method, details=details,
                        output_fn=output)
+
+
+def cudagraph_skips() -> int | None:
+    """How often inductor has fallen back from CUDA graphs in this process (its ``cudagraph_skips`` counter, also
+    logged as a warning with the cause), or None where this torch does not count them."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
+    return int(counters["inductor"]["cudagraph_skips"])
 
 
 def _capture_graph(step: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
