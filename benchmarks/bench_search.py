@@ -76,8 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render-only", action="store_true", help="rewrite the .md from an existing .json")
     p.add_argument("--trainfree", action="store_true", help="with --render-only: add the training-free scores")
     pooled = p.add_mutually_exclusive_group()
-    pooled.add_argument("--replay", nargs="+", metavar="DIR", help="write replay.md: Optuna's SuccessiveHalving and "
-                   "Hyperband with other settings replayed on the learning curves the unpruned studies of the DIRs recorded")
+    pooled.add_argument("--replay", nargs="+", metavar="DIR",
+                        help="write replay.md: Optuna's SuccessiveHalving and Hyperband with other settings replayed "
+                        "on the learning curves the unpruned studies of the DIRs recorded")
     pooled.add_argument("--seeds-summary", nargs="+", metavar="DIR", help="write seeds.md: one row per search.json in "
                    "the DIRs (runs of one design on different sampler seeds) and how often the target was met")
     add_bench_output_arguments(p, NAME)
@@ -343,16 +344,16 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
     cfg = results[0][1]["config"]
     runs = sorted(results, key=lambda wr: wr[1]["config"]["seed"])
     seeds = [r["config"]["seed"] for _, r in runs]
-    lines = [f"# SuccessiveHalving and Hyperband replayed on recorded learning curves ({cfg['dataset']}, {cfg['train_size']}, "
-             f"{cfg['steps']} steps x batch {cfg['batch_size']}, rungs every {cfg['steps'] // (cfg['rungs'] + 1)} "
-             "steps)", "",
+    lines = [f"# SuccessiveHalving and Hyperband replayed on recorded learning curves ({cfg['dataset']}, "
+             f"{cfg['train_size']}, {cfg['steps']} steps x batch {cfg['batch_size']}, rungs every "
+             f"{cfg['steps'] // (cfg['rungs'] + 1)} steps)", "",
              "Each unpruned study of `benchmarks/bench_search.py` records every candidate's mIoU at each rung. Here "
              "they are told again, in their order, to an in-memory Optuna study with `SuccessiveHalvingPruner("
              "min_resource, reduction_factor)` or `HyperbandPruner(min_resource, max_resource=steps, "
              "reduction_factor)` (its brackets: SuccessiveHalving with first decisions at min_resource x factor^i; "
-             "a trial's bracket comes from a hash of study name and trial number); a stopped candidate costs the steps it had reached. The candidates "
-             "are the unpruned study's: a real pruned study's sampler (TPE) would pick its last candidates from "
-             "what it saw, so this isolates the pruner's decisions. Cells: steps spent / the unpruned study's, "
+             "a trial's bracket comes from a hash of study name and trial number); a stopped candidate costs the "
+             "steps it had reached. The candidates are the unpruned study's: a real pruned study's sampler (TPE) "
+             "would pick its last candidates from what it saw, so this isolates the pruner's decisions. Cells: steps spent / the unpruned study's, "
              "then the best-mIoU gap in points (mIoU in %, torch eager on the CPU, fp32).", "",
              "| pruner: min_resource, factor | " + " | ".join(f"seed {s}" for s in seeds) + " | target met |",
              "|---|" + "---|" * len(seeds) + "---|"]

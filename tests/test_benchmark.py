@@ -97,7 +97,8 @@ def test_plan_without_cuda_and_on_cpu():
 
 
 def test_plan_without_timm_skips_every_model_and_training():
-    why = "escale builds its models with timm, which cannot be imported here (ModuleNotFoundError: No module named 'torchvision')"
+    why = ("escale builds its models with timm, which cannot be imported here (ModuleNotFoundError: No module "
+           "named 'torchvision')")
     parts, rows = build_plan(make_settings(models="ESeg-Lite-S"), {**ALL_OK, "models": why})
     assert [p.kind for p in parts] == ["env"]
     assert all(r["status"] == "skipped" for r in rows[1:])
