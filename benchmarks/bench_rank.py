@@ -16,8 +16,9 @@ the 1x1 top level BatchNorm made the P9 runs fail at random (the same images as 
 default variants, two per tier, were fixed from pilots on seeds 0-1; the default seeds 6-8 are fresh, and the
 committed reference merges that run with two more on seeds 9-11 and 12-17 (``--seeds ...``, then ``--merge``). The
 report also ranks each variant's mean over ``--group`` seeds between disjoint seed groups: the objective of
-``escale propose --train-seeds N``. Earlier designs, kept reproducible: the 512x256 set (``--input-size 512x256 --batch-size 4 --steps 300 --variants``
-GRADED_512 ``--seeds 3 4 5``) and the far-cue set of 2026-11-30/12-01 (``--dataset
+``escale propose --train-seeds N``. Earlier designs, kept reproducible: the 512x256 set (``--input-size 512x256
+--batch-size 4 --steps 300 --variants`` GRADED_512 ``--seeds 3 4 5``) and the far-cue set of 2026-11-30/12-01
+(``--dataset
 synthetic:task=cue,context_distance=0.6 --variants w.15-d.3-c12-P5 w.25-d.3-c16-P5 w.25-d.3-c16-P7
 w.15-d.3-c12-P9 w.25-d.2-c16-P9 w.25-d.4-c16-P9 --seeds 0 1 2``, same 512x256 schedule).
 Writes rank.{json,md} to <home>/bench/rank/ (ignored by git; `escale paths`), to --out DIR, or with

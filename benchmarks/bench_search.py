@@ -79,8 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pooled.add_argument("--replay", nargs="+", metavar="DIR",
                         help="write replay.md: Optuna's SuccessiveHalving and Hyperband with other settings replayed "
                         "on the learning curves the unpruned studies of the DIRs recorded")
-    pooled.add_argument("--seeds-summary", nargs="+", metavar="DIR", help="write seeds.md: one row per search.json in "
-                   "the DIRs (runs of one design on different sampler seeds) and how often the target was met")
+    pooled.add_argument("--seeds-summary", nargs="+", metavar="DIR",
+                        help="write seeds.md: one row per search.json in the DIRs (runs of one design on different "
+                        "sampler seeds) and how often the target was met")
     add_bench_output_arguments(p, NAME)
     return p.parse_args(argv)
 
@@ -239,10 +240,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# arguments that say what to do with results, not how a run trains and searches
+NOT_RUN_SETTINGS = {"out", "update_reference", "render_only", "trainfree", "seeds_summary", "replay"}
+
+
 def _design(cfg: dict) -> dict:
-    """A run's settings that must agree for its result to be pooled with others (all but seed and output)."""
-    skip = {"seed", "out", "update_reference", "render_only", "trainfree", "seeds_summary", "replay"}
-    return {k: v for k, v in cfg.items() if k not in skip}
+    """A run's settings that must agree for its result to be pooled with others (all but the seed)."""
+    return {k: v for k, v in cfg.items() if k not in NOT_RUN_SETTINGS | {"seed"}}
 
 
 def check_pooled(results: list[tuple[str, dict]], option: str = "--seeds-summary") -> None:
@@ -353,8 +357,9 @@ def replay_markdown(results: list[tuple[str, dict]]) -> str:
              "reduction_factor)` (its brackets: SuccessiveHalving with first decisions at min_resource x factor^i; "
              "a trial's bracket comes from a hash of study name and trial number); a stopped candidate costs the "
              "steps it had reached. The candidates are the unpruned study's: a real pruned study's sampler (TPE) "
-             "would pick its last candidates from what it saw, so this isolates the pruner's decisions. Cells: steps spent / the unpruned study's, "
-             "then the best-mIoU gap in points (mIoU in %, torch eager on the CPU, fp32).", "",
+             "would pick its last candidates from what it saw, so this isolates the pruner's decisions. Cells: "
+             "steps spent / the unpruned study's, then the best-mIoU gap in points (mIoU in %, torch eager on the "
+             "CPU, fp32).", "",
              "| pruner: min_resource, factor | " + " | ".join(f"seed {s}" for s in seeds) + " | target met |",
              "|---|" + "---|" * len(seeds) + "---|"]
     for kind, frac, rf in REPLAY_GRID:
@@ -398,8 +403,8 @@ def _settings(result: dict) -> str:
 def _changed(cfg: dict) -> str:
     """The arguments of a run that differ from the defaults, as command-line flags."""
     defaults = vars(parse_args([]))
-    skip = {"out", "update_reference", "render_only", "trainfree", "seeds_summary", "replay"}
-    return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and defaults.get(k) != v)
+    return "".join(f" --{k.replace('_', '-')} {v}" for k, v in cfg.items()
+                   if k not in NOT_RUN_SETTINGS and defaults.get(k) != v)
 
 
 def main() -> None:

@@ -111,8 +111,10 @@ def test_seeds_summary_counts_the_seeds_that_met_the_target():
     text = bench.seeds_summary([("c", costly), ("a", met), ("b", worse)])
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| 2"]  # sorted by seed
-    assert "| #0 w0.25 d0.3 c16 r2 P3-P9: 90.0% |" in rows[0] and "| +0.00 | 350 / 900 = 38.9% | yes | met | -1.00 | a |" in rows[0]
-    assert "| +5.00 | 350 / 900 = 38.9% | no | MISSED |" in rows[1] and "| +0.50 | 600 / 900 = 66.7% | no | MISSED |" in rows[2]
+    assert "| #0 w0.25 d0.3 c16 r2 P3-P9: 90.0% |" in rows[0]
+    assert "| +0.00 | 350 / 900 = 38.9% | yes | met | -1.00 | a |" in rows[0]
+    assert "| +5.00 | 350 / 900 = 38.9% | no | MISSED |" in rows[1]
+    assert "| +0.50 | 600 / 900 = 66.7% | no | MISSED |" in rows[2]
     assert "met in **1 of 3**" in text and "median 38.9% (range 38.9%-66.7%)" in text
     assert "median +0.50 points (range +0.00 to +5.00); same best candidate in 1 of 3" in text
 

@@ -20,6 +20,7 @@ import torch
 
 import escale
 from escale import paths
+from escale.errors import EscaleError
 
 SMI_FIELDS = ("name", "uuid", "driver_version", "pstate", "clocks.sm", "clocks.max.sm", "clocks.mem",
               "clocks.max.mem", "power.limit", "temperature.gpu", "persistence_mode")
@@ -100,16 +101,20 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
+# what inductor compiles its generated code with, per device: (environment variable, programs, what for)
+COMPILERS = {"cuda": ("CC", ("gcc", "clang"), "a C compiler for triton's kernel launchers"),
+             "cpu": ("CXX", ("g++", "c++", "clang++"), "a C++ compiler")}
+
+
 def compile_reason(device: str) -> str | None:
     """Why ``torch.compile`` (inductor) cannot run on ``device`` here, or None."""
     if not hasattr(torch, "compile"):
         return f"torch {torch.__version__} has no torch.compile"
     if device == "cuda" and importlib.util.find_spec("triton") is None:
         return "torch.compile on CUDA needs triton, which is not installed"
-    if device == "cuda" and not (os.environ.get("CC") or any(shutil.which(c) for c in ("gcc", "clang"))):
-        return "torch.compile on CUDA needs a C compiler for triton's kernel launchers (gcc, clang or $CC); none found"
-    if device == "cpu" and not (os.environ.get("CXX") or any(shutil.which(c) for c in ("g++", "c++", "clang++"))):
-        return "torch.compile on CPU needs a C++ compiler (g++, clang++ or $CXX); none found"
+    var, programs, what = COMPILERS[device]
+    if not (os.environ.get(var) or any(shutil.which(c) for c in programs)):
+        return f"torch.compile on {device.upper()} needs {what} ({', '.join(programs)} or ${var}); none found"
     return None
 
 
@@ -133,11 +138,18 @@ def probe(device: str) -> dict[str, Any]:
             "compile": compile_reason(device), "numerics_tolerance": dict(NUMERICS_TOLERANCE)}
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: an escale error's own message, else ``Type: first line`` (at most 300 chars)."""
+    if isinstance(exc, EscaleError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {first}"
+
+
 def models_reason() -> str | None:
     """Why escale cannot build its models here (they come from timm, which needs torchvision), or None."""
     try:
         import timm  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - ImportError, or a torchvision built for another torch
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        return f"escale builds its models with timm, which cannot be imported here ({type(exc).__name__}: {first})"
+        return f"escale builds its models with timm, which cannot be imported here ({one_line(exc)})"
     return None

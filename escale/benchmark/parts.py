@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from escale.benchmark.env import environment, probe
-from escale.errors import EscaleError
+from escale.benchmark.env import environment, one_line, probe
 
 FAULT_ENV = "ESCALE_BENCH_FAULT"
 MB = 2**20
@@ -48,13 +47,6 @@ def inject_fault(name: str) -> None:
         time.sleep(3600)
     if kind == "exit":
         os._exit(3)
-
-
-def one_line(exc: BaseException) -> str:
-    if isinstance(exc, EscaleError):
-        return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {first}"
 
 
 def run_env(device: str) -> dict[str, Any]:
