@@ -407,15 +407,26 @@ def _changed(cfg: dict) -> str:
                    if k not in NOT_RUN_SETTINGS and defaults.get(k) != v)
 
 
+def load_run(folder: str, option: str) -> dict:
+    """The search.json of one run's folder; ValueError (one line naming ``option`` and the folder) if unreadable."""
+    path = Path(folder) / "search.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not JSON: {exc}"
+        raise ValueError(f"{option}: {path} cannot be read ({why}; allowed: folders a bench_search run wrote "
+                         "search.json to)") from None
+
+
 def main() -> None:
     args = parse_args()
     out = bench_output(args, NAME)
     if args.seeds_summary or args.replay:
         dirs, name = (args.seeds_summary, "seeds.md") if args.seeds_summary else (args.replay, "replay.md")
         try:
-            results = [(d, json.loads((Path(d) / "search.json").read_text())) for d in dirs]
+            results = [(d, load_run(d, "--replay" if args.replay else "--seeds-summary")) for d in dirs]
             text = replay_markdown(results) if args.replay else seeds_summary(results)
-        except (OSError, ValueError) as exc:  # a missing folder, a broken file, runs of different designs
+        except ValueError as exc:  # a missing folder, a broken file, runs of different designs
             raise SystemExit(f"bench_search: {exc}") from None
         out.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(text)

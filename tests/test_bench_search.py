@@ -166,3 +166,13 @@ def test_replay_refuses_runs_of_other_designs_naming_its_own_option():
 
     with pytest.raises(ValueError, match=r"^--replay: b differs from a in batch_size"):
         bench.replay_markdown([("a", _run(0, 90.0, 50)), ("b", _run(1, 90.0, 50, batch_size=8))])
+
+
+def test_pooled_runs_from_unreadable_folders_are_one_line(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match=r"^--replay: .*nowhere/search.json cannot be read \(No such file"):
+        bench.load_run(str(tmp_path / "nowhere"), "--replay")
+    (tmp_path / "search.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"^--seeds-summary: .*search.json cannot be read \(not JSON: "):
+        bench.load_run(str(tmp_path), "--seeds-summary")
