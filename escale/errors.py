@@ -37,3 +37,18 @@ class SpecNote(UserWarning):
 
     The CLI prints it as one line (``escale: note: ...``); API users see a Python warning.
     """
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, at most ``limit`` characters ("" for an empty message)."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """An exception escale did not raise itself, quoted in one line: ``Type: first line of its message``."""
+    return f"{type(exc).__name__}: {first_line(exc, limit)}"
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """Any exception as one line: an escale error's own message, else :func:`describe`."""
+    return str(exc) if isinstance(exc, EscaleError) else describe(exc, limit)

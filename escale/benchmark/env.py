@@ -20,7 +20,7 @@ import torch
 
 import escale
 from escale import paths
-from escale.errors import EscaleError
+from escale.errors import one_line
 
 SMI_FIELDS = ("name", "uuid", "driver_version", "pstate", "clocks.sm", "clocks.max.sm", "clocks.mem",
               "clocks.max.mem", "power.limit", "temperature.gpu", "persistence_mode")
@@ -136,14 +136,6 @@ def probe(device: str) -> dict[str, Any]:
 
     return {"cuda": cuda_reason() if device == "cuda" else None, "models": models_reason(), "backends": backends,
             "compile": compile_reason(device), "numerics_tolerance": dict(NUMERICS_TOLERANCE)}
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: an escale error's own message, else ``Type: first line`` (at most 300 chars)."""
-    if isinstance(exc, EscaleError):
-        return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {first}"
 
 
 def models_reason() -> str | None:

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from escale.benchmark.env import environment, one_line, probe
+from escale.benchmark.env import environment, probe
+from escale.errors import one_line
 
 FAULT_ENV = "ESCALE_BENCH_FAULT"
 MB = 2**20

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from escale.errors import EscaleError, SpecError
+from escale.errors import EscaleError, SpecError, describe
 from escale.models import build_model
 from escale.models.meta import gc_paused
 from escale.profiler.counters import COUNTERS, CountResult, get_counter, part_of, register_counter
@@ -82,9 +82,7 @@ def _profile_spec(spec: ESegSpec, input_size: tuple[int, int], counter: str, dep
 
 def cannot_run(name: str, input_size: tuple[int, int], exc: BaseException) -> SpecError:
     """The one-line error for a model that raises at ``input_size``."""
-    first = (str(exc).strip().splitlines() or [""])[0][:160]
-    return SpecError(f"input_size: {name} cannot run at {input_size[0]}x{input_size[1]} "
-                     f"({type(exc).__name__}: {first})")
+    return SpecError(f"input_size: {name} cannot run at {input_size[0]}x{input_size[1]} ({describe(exc, 160)})")
 
 
 def _profile_module(target: ModuleTarget, input_size: tuple[int, int] | None, counter: str,

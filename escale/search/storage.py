@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 
 from escale import paths
-from escale.errors import EscaleError
+from escale.errors import EscaleError, first_line
 
 JOURNAL_PREFIX = "journal:"
 
@@ -80,7 +80,7 @@ def open_storage(url: str, heartbeat_s: int | None = 10, grace_s: int | None = N
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
                     if heartbeat_s else None)
             except Exception as exc:  # sqlalchemy OperationalError/ArgumentError, ImportError for a driver
-                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                first = first_line(exc, 200)
                 racing = ("already exists" in first or "UNIQUE constraint failed: alembic_version" in first
                           or "duplicate key" in first)
                 if racing and attempt < 4:  # another worker is creating the tables right now

@@ -34,7 +34,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from escale.errors import BackendUnavailableError, EscaleError, SpecError, StudyStoppedError
+from escale.errors import BackendUnavailableError, EscaleError, SpecError, StudyStoppedError, first_line
 from escale.search.callbacks import MaxEvaluated, Streaks, fail_stale, finished
 from escale.search.guard import GUARD_ATTR, apply_guard, latency_guard
 from escale.search.objectives import (
@@ -366,7 +366,7 @@ class _Objective:
         except (BackendUnavailableError, optuna.TrialPruned):
             raise  # every other trial would fail the same way / a pruner stopped the training
         except Exception as exc:  # noqa: BLE001 - one candidate failed: record why, go on (a streak stops)
-            message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            message = first_line(exc)
             trial.set_user_attr("error", f"{type(exc).__name__}: {message}" if not isinstance(exc, EscaleError)
                                 else message)
             raise CandidateFailed(message) from exc

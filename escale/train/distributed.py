@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from escale.errors import EscaleError
+from escale.errors import EscaleError, first_line
 
 FAULT_ENV = "ESCALE_FAULT_INJECT"  # "RANK:STEP": that rank dies (exit code 3) before that 1-based step; tests only
 FAULT_EXIT_CODE = 3
@@ -105,7 +105,7 @@ def setup(device: torch.device) -> DistContext:
                                 device_id=device if device.type == "cuda" else None)
     except (RuntimeError, ValueError) as exc:
         raise DistributedError(f"rank {rank}/{world}: cannot join the process group "
-                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                               f"({first_line(exc) or type(exc).__name__})") from None
     return DistContext(rank, world, local, backend, owns_group=True)
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from escale.errors import SpecError
+from escale.errors import SpecError, first_line
 from escale.train.distributed import FAULT_EXIT_CODE, DistributedError
 
 
@@ -60,7 +60,7 @@ def launch(argv: list[str], nproc: int, threads: int | None = None) -> None:
     except SignalException:  # Ctrl-C / SIGTERM reached torchrun, which stopped the processes
         raise KeyboardInterrupt from None
     except (RuntimeError, ValueError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200) or type(exc).__name__
         raise DistributedError(f"train --nproc {nproc}: torchrun could not start the processes ({first})") from None
     finally:
         if before is None:

@@ -39,7 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from escale.errors import BackendUnavailableError, EscaleError, RegistryError, SpecError
+from escale.errors import BackendUnavailableError, EscaleError, RegistryError, SpecError, describe
 
 ALLOCATOR_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(2**30),
@@ -135,8 +135,7 @@ def main(argv: list[str]) -> int:
     except EscaleError as exc:
         out = {"error": {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}}
     except Exception as exc:  # noqa: BLE001 - anything else is reported as one line to the parent
-        first = (str(exc).strip().splitlines() or [""])[0]
-        out = {"error": {"type": "MeasurementError", "message": f"latency: {type(exc).__name__}: {first}",
+        out = {"error": {"type": "MeasurementError", "message": f"latency: {describe(exc)}",
                          "traceback": traceback.format_exc()}}
     result.write_text(json.dumps(out, default=str))
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from escale.errors import BackendUnavailableError, EscaleError
+from escale.errors import BackendUnavailableError, EscaleError, describe
 from escale.profiler.latency.base import LatencyBackend, Measurement, register_backend
 from escale.profiler.latency.timing import TimingConfig, time_callable
 
@@ -80,9 +80,7 @@ def export_onnx(module: torch.nn.Module, inputs: torch.Tensor | Sequence[torch.T
                               do_constant_folding=True, **({"verbose": False} if exporter == "dynamo" else {}))
         onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001 - exporters raise many types; report one line
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise ExportError(f"export: ONNX export of {type(module).__name__} failed ({type(exc).__name__}: "
-                          f"{first})") from None
+        raise ExportError(f"export: ONNX export of {type(module).__name__} failed ({describe(exc)})") from None
     return path
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from escale.errors import describe
 from escale.profiler.latency.base import LatencyBackend, Measurement, register_backend
 from escale.profiler.latency.isolate import MeasurementError
 from escale.profiler.latency.memory import cuda_peak_memory
@@ -184,8 +185,7 @@ def _first_call(step: Callable[[], Any]) -> None:
     try:
         step()
     except Exception as exc:  # noqa: BLE001 - compile/backend errors come in many types
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise MeasurementError(f"torch backend: forward failed ({type(exc).__name__}: {first})") from None
+        raise MeasurementError(f"torch backend: forward failed ({describe(exc)})") from None
 
 
 def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, config: TimingConfig,
