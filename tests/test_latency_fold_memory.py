@@ -13,14 +13,14 @@ from escale.profiler.latency.memory import estimate_peak_memory, estimate_spec_m
 
 
 def test_fold_conv_bn_closed_form():
-    conv, bn = nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1, eps=0.0)
+    conv, bn = nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1, eps=1.0)  # torch 2.11 rejects eps=0
     with torch.no_grad():
         conv.weight.fill_(2.0)
-        bn.weight.fill_(3.0), bn.bias.fill_(1.0), bn.running_mean.fill_(0.5), bn.running_var.fill_(4.0)
+        bn.weight.fill_(3.0), bn.bias.fill_(1.0), bn.running_mean.fill_(0.5), bn.running_var.fill_(3.0)
     model = nn.Sequential(conv, bn).eval()
     report = fold_batchnorm(model, torch.zeros(1, 1, 2, 2))
     assert report.bn_folded == 1 and isinstance(model[1], nn.Identity)
-    assert model[0].weight.item() == 3.0  # 2 * 3 / sqrt(4)
+    assert model[0].weight.item() == 3.0  # 2 * 3 / sqrt(3 + 1)
     assert model[0].bias.item() == 0.25  # (0 - 0.5) * 1.5 + 1
     assert model(torch.ones(1, 1, 1, 1)).item() == 3.25
 
