@@ -8,6 +8,7 @@ on a busy 2-core machine) and are marked slow.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -102,6 +103,26 @@ def test_two_gloo_processes_with_sync_bn_follow_one_process(tiny_spec, tmp_path)
     state = load_checkpoint(ckpt)  # written by rank 0 only, atomically: no temporary files left
     assert state["step"] == 3 and state["config"]["world_size"] == 2 and [p.name for p in tmp_path.iterdir()] == [
         "run.pt"]
+
+
+def test_ddp_is_gone_before_the_process_group_is_destroyed(tiny_spec):
+    """DDP's Reducer must not outlive the group: destroying the group from its dealloc joins gloo's workers with
+    the GIL held, which hung `escale train --nproc 2 --sync-bn` on torch 2.11 in 3 of 11 runs."""
+
+    def job():
+        live = []
+        real = torch.distributed.destroy_process_group
+
+        def spy(*args, **kwargs):  # noqa: ANN002, ANN003
+            gc.collect()
+            live.append(sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects()))
+            return real(*args, **kwargs)
+
+        torch.distributed.destroy_process_group = spy  # this forked worker's module only
+        escale.train.train(tiny_spec, steps=1, seed=1, sync_bn=True, **FAST)
+        return live
+
+    assert _in_two_processes(job) == {0: [0], 1: [0]}
 
 
 def test_cpu_sync_batchnorm_gives_the_global_batch_statistics_and_gradients():

@@ -209,6 +209,7 @@ def _run(spec: ESegSpec, config: dict, train_set: SegDataset, val_set: SegDatase
     _, world, local = ddp.env_world()
     dev = ddp.rank_device(dev, local, world)
     ctx = ddp.setup(dev)
+    run: _Run | None = None
     try:
         run = _build(spec, config, train_set, val_set, dev, use_amp, ctx)
         run.start, run.prior_seconds, run.losses = _resume(checkpoint, config, run.trainer)
@@ -220,6 +221,8 @@ def _run(spec: ESegSpec, config: dict, train_set: SegDataset, val_set: SegDatase
                       config["eval_size"], ctx)
         return _record(run, cm, session_seconds, time.perf_counter() - t1, checkpoint)
     finally:
+        if run is not None:
+            run.trainer.release_ddp()  # before the group goes: see Trainer.release_ddp
         ddp.teardown(ctx)
 
 

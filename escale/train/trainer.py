@@ -107,6 +107,15 @@ class Trainer:
         self.updates = 0  # optimizer steps applied
         self.skipped_steps = 0  # steps the GradScaler skipped (inf/NaN gradients)
 
+    def release_ddp(self) -> None:
+        """Drop the DDP wrapper (``self.model`` becomes the bare module); call before leaving the process group.
+
+        DDP's Reducer holds the process group; left to die after ``destroy_process_group`` it would destroy the
+        group itself, joining gloo's worker threads while holding the GIL, which deadlocks on torch 2.11 when a
+        worker still needs the GIL to free a finished collective's tensors (pytorch#56297).
+        """
+        self.model = self.module
+
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float | None = None) -> float:
         """One SGD update on (B, 3, H, W) normalised images and (B, H, W) labels; returns the loss
         (averaged over the processes). ``lr`` overrides the learning rate the schedule set."""
