@@ -22,3 +22,13 @@ def tiny_spec() -> escale.ESegSpec:
     """Lite-style ESeg over P3-P6, 16 BiFPN channels: valid for inputs >= 64x64."""
     return escale.preset("ESeg-Lite-S").with_overrides(
         {"name": "tiny", "encoder.width": 0.25, "encoder.depth": 0.3, "decoder.channels": 16, "decoder.max_level": 6})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``-m gpu`` on a machine without a visible CUDA GPU: skipped with the reason, not failed in CUDA init."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"no CUDA GPU visible (torch {torch.__version__}, CUDA {torch.version.cuda})")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -12,6 +12,7 @@ import gc
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -197,8 +198,14 @@ def _escale(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     full_env.pop(escale.train.distributed.FAULT_ENV, None)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "escale", *argv], capture_output=True, text=True, cwd=ROOT,
-                          env=full_env, timeout=300)
+    with subprocess.Popen([sys.executable, "-m", "escale", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=ROOT, env=full_env, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # stop torchrun's workers too, not only the launcher
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.slow
