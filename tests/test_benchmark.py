@@ -121,15 +121,31 @@ def test_compile_reason_names_the_missing_compiler(monkeypatch):
     assert env.compile_reason("cuda") is None and env.models_reason() is None  # timm imports here
 
 
-def test_compile_rows_say_when_inductor_ran_without_cuda_graphs():
-    from escale.benchmark.parts import graph_note
-    from escale.profiler.latency.torch_backend import cudagraph_skips
+def test_compile_rows_say_when_inductor_ran_without_cuda_graphs(monkeypatch, tiny_spec):
+    """A backend's note (torch: inductor skipped CUDA graphs) becomes the row's note, the timing stays."""
+    import torch
 
-    compiled = {"options": {"compile": True, "cuda_graphs": True}}
-    assert graph_note(compiled, {"cudagraph_skips": 0}) is None
-    assert graph_note(compiled, {"cudagraph_skips": 2}).startswith("inductor skipped CUDA graphs (2 times;")
-    assert graph_note({"options": {"cuda_graphs": True}}, {"cudagraph_skips": 2}) is None  # a hand-captured graph
+    import escale.profiler.latency as latency
+    from escale.benchmark.parts import QUICK_TIMING, measure_path
+    from escale.profiler.latency.fold import build_folded
+    from escale.profiler.latency.torch_backend import TorchBackend, cudagraph_note, cudagraph_skips
+
+    assert cudagraph_note(2).startswith("inductor skipped CUDA graphs (2 times;")
+    assert cudagraph_note(1).startswith("inductor skipped CUDA graphs (1 time;")
     assert isinstance(cudagraph_skips(), int)  # the counter this torch keeps
+
+    class Noted(TorchBackend):
+        def measure(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            m = super().measure(*args, **kwargs)
+            m.notes.append(cudagraph_note(3))
+            return m
+
+    monkeypatch.setattr(latency, "get_backend", lambda name: Noted())
+    model, _ = build_folded(tiny_spec)
+    example = torch.randn(1, 3, 64, 64)
+    path = {"backend": "torch", "precision": "fp32", "options": {}}
+    row = measure_path(model, example, model(example).float(), tiny_spec, path, "cpu", QUICK_TIMING, 1)
+    assert row["status"] == "ok" and row["reason"] == cudagraph_note(3) and row["latency_ms"] > 0
 
 
 # --- the runner, with the stand-in parts ---------------------------------------------------------------------

@@ -211,6 +211,31 @@ def test_measure_latency_in_process(tiny_spec):
     assert {"latency_ms", "latency_p90_ms", "latency_p99_ms", "iqr_ms", "fps", "peak_mem_mb", "env"} <= set(extra)
 
 
+def test_a_backend_note_reaches_the_result_and_the_profile_caption(tiny_spec, monkeypatch):
+    import escale.profiler.latency as latency
+    from escale.cli.cmd_profile import add_latency, caption
+    from escale.profiler import profile
+    from escale.profiler.latency import measure as measure_module
+    from escale.profiler.latency.torch_backend import TorchBackend
+
+    class Noted(TorchBackend):
+        def measure(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            m = super().measure(*args, **kwargs)
+            m.notes.append("timed without CUDA graphs")
+            return m
+
+    monkeypatch.setattr(measure_module, "get_backend", lambda name: Noted())
+    res = measure_latency(tiny_spec, input_size=(64, 64), threads=1, isolate=False, config=QUICK)
+    assert res.notes == ["timed without CUDA graphs"] and res.latency_ms > 0
+
+    monkeypatch.setattr(latency, "measure_latency", lambda spec, **kw: res)
+    rec, failures = profile(tiny_spec, input_size=(64, 64)), []
+    add_latency(rec, tiny_spec, {}, failures)
+    add_latency(rec, tiny_spec, {}, failures)  # a second measurement does not repeat the note
+    assert failures == [] and rec.notes.count("timed without CUDA graphs") == 1
+    assert f"{rec.name}: timed without CUDA graphs" in caption([rec], "64x64", "dispatch", [rec], False)
+
+
 def test_measure_latency_bad_input(tiny_spec):
     with pytest.raises(SpecError, match="--batch"):
         measure_latency(tiny_spec, input_size=(64, 64), batch=0, isolate=False)

@@ -98,8 +98,8 @@ def measure_path(model: torch.nn.Module, example: torch.Tensor, ref: torch.Tenso
     row: dict[str, Any] = {"status": "ok" if num["ok"] else "wrong", "numerics": num,
                            "peak_mem_mb": m.peak_mem_mb, "peak_mem_method": m.peak_mem_method,
                            "details": {**m.details, "options": opts, "stopped_by": s.stopped_by}}
-    if note := graph_note(path, m.details):
-        row["reason"] = note
+    if m.notes:  # e.g. inductor ran a CUDA-graphs path without them
+        row["reason"] = "; ".join(m.notes)
     if num["ok"]:
         row.update(latency_ms=s.median_ms, latency_p90_ms=s.p90_ms, latency_p99_ms=s.p99_ms, iqr_ms=s.iqr_ms,
                    min_ms=s.min_ms, fps=1000.0 / s.median_ms, runs=s.runs)
@@ -107,15 +107,6 @@ def measure_path(model: torch.nn.Module, example: torch.Tensor, ref: torch.Tenso
         row["reason"] = (f"output differs from CPU eager fp32 by {num['rel_diff']:.3g} of the output scale "
                          f"(allowed <= {num['tolerance']:g} for {path['precision']}); its timing is not reported")
     return row
-
-
-def graph_note(path: dict[str, Any], details: dict[str, Any]) -> str | None:
-    """For a torch.compile path labelled as CUDA graphs: a note when inductor ran it without them."""
-    n = details.get("cudagraph_skips")
-    if path["options"].get("compile") and path["options"].get("cuda_graphs") and n:
-        return (f"inductor skipped CUDA graphs ({n} time{'s' if n > 1 else ''}; its warning says why): timed as "
-                "compiled code without them")
-    return None
 
 
 def _event(stream: str, **data: Any) -> None:

@@ -144,7 +144,9 @@ def add_latency(rec: object, target: object, latency: dict, failures: list) -> N
         rec.extra["latency_error"] = "not an ESeg spec"
         return
     try:
-        rec.extra.update(measure_latency(target, input_size=tuple(rec.input_size), **latency).to_extra())
+        result = measure_latency(target, input_size=tuple(rec.input_size), **latency)
+        rec.extra.update(result.to_extra())
+        rec.notes.extend(n for n in result.notes if n not in rec.notes)  # e.g. CUDA graphs skipped
     except EscaleError as exc:
         failures.append(f"{target.name}: {exc}")
         rec.extra["latency_error"] = str(exc)

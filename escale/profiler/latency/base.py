@@ -38,6 +38,7 @@ class Measurement:
     peak_mem_method: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     output_fn: Callable[[], Any] | None = None
+    notes: list[str] = field(default_factory=list)  # one line each, printed beside the figure (e.g. a fallback)
 
 
 class LatencyBackend:

@@ -95,5 +95,5 @@ def measure_in_process(spec: dict, backend: str, device: str, precision: str, in
         timed_s=s.timed_s,
         peak_mem_mb=m.peak_mem_mb, peak_mem_method=m.peak_mem_method, isolated=isolated, env=env,
         details=details, samples_ms=s.samples_ms, cpu_samples_ms=s.cpu_samples_ms,
-        notes=[n for n in [spec_obj.input_size_note(size)] if n])
+        notes=[n for n in [spec_obj.input_size_note(size), *m.notes] if n])
     return result.to_dict()

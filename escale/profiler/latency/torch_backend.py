@@ -202,9 +202,11 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
             fn = _capture_graph(step)
             details["cuda_graphs"] = True
         stats = time_callable(fn, config, timer=CudaEventTimer())
+    notes = []
     if skips is not None:  # reduce-overhead falls back to plain compiled code where a graph cannot be recorded
         details["cudagraph_skips"] = cudagraph_skips() - skips
         details["cuda_graphs"] = details["cudagraph_skips"] == 0
+        notes = [cudagraph_note(details["cudagraph_skips"])] if details["cudagraph_skips"] else []
 
     def output() -> torch.Tensor:  # the timed callable (graph replay included) under the same settings
         with tf32_mode(TF32.get(precision)), cudnn_benchmark(True):
@@ -213,7 +215,13 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
         return out
 
     return Measurement(stats=stats, peak_mem_mb=mem.peak_mb, peak_mem_method=mem.method, details=details,
-                       output_fn=output)
+                       output_fn=output, notes=notes)
+
+
+def cudagraph_note(skips: int) -> str:
+    """The note for a compile=1,cuda_graphs=1 measurement that inductor ran without CUDA graphs."""
+    return (f"inductor skipped CUDA graphs ({skips} time{'s' if skips > 1 else ''}; its warning says why): timed "
+            "as compiled code without them")
 
 
 def cudagraph_skips() -> int | None:
