@@ -202,7 +202,7 @@ def _measure_cuda(step: Callable[[], Any], dev: torch.device, precision: str, co
             fn = _capture_graph(step)
             details["cuda_graphs"] = True
         stats = time_callable(fn, config, timer=CudaEventTimer())
-    notes = []
+    notes: list[str] = []
     if skips is not None:  # reduce-overhead falls back to plain compiled code where a graph cannot be recorded
         details["cudagraph_skips"] = cudagraph_skips() - skips
         details["cuda_graphs"] = details["cudagraph_skips"] == 0
