@@ -249,7 +249,10 @@ def test_shortcuts_give_the_rows_of_torchs_meta_kernels(tiny_spec):
 def test_op_table_covers_torchs_flop_formulas():
     forward = {p.__name__ for p in flop_registry if isinstance(p, torch._ops.OpOverloadPacket)
                and "backward" not in p.__name__}
-    assert forward == {n for n, op in OPS.items() if op.cost in (CONV, MATMUL)}
+    ours = {n for n, op in OPS.items() if op.cost in (CONV, MATMUL)}
+    assert forward <= ours  # every op this torch has a FLOP formula for is counted
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 14):  # older torch knows fewer (2.4: 5 fewer)
+        assert forward == ours  # and nothing beyond torch's own list is counted as conv/matmul
     assert {op.cost for op in OPS.values()} == {*CATEGORIES, "no_arithmetic"}
     assert op_of("cumsum").cost == "not_counted"
     assert {n for n, op in OPS.items() if op.meta} == {
