@@ -34,7 +34,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from escale.errors import BackendUnavailableError, EscaleError, SpecError, StudyStoppedError, first_line
+from escale.errors import (
+    BackendUnavailableError,
+    EscaleError,
+    SpecError,
+    StudyStoppedError,
+    describe,
+    first_line,
+)
 from escale.search.callbacks import MaxEvaluated, Streaks, fail_stale, finished
 from escale.search.guard import GUARD_ATTR, apply_guard, latency_guard
 from escale.search.objectives import (
@@ -367,8 +374,7 @@ class _Objective:
             raise  # every other trial would fail the same way / a pruner stopped the training
         except Exception as exc:  # noqa: BLE001 - one candidate failed: record why, go on (a streak stops)
             message = first_line(exc)
-            trial.set_user_attr("error", f"{type(exc).__name__}: {message}" if not isinstance(exc, EscaleError)
-                                else message)
+            trial.set_user_attr("error", message if isinstance(exc, EscaleError) else describe(exc))
             raise CandidateFailed(message) from exc
         for key, value in out.attrs.items():
             trial.set_user_attr(key, value)
