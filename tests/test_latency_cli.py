@@ -48,6 +48,9 @@ def test_profile_table_shows_latency_columns(tiny_yaml, capsys):
     assert main(["profile", tiny_yaml, "--latency", "torch", *QUICK_ARGS]) == 0
     out = capsys.readouterr().out
     assert "latency" in out and "FPS" in out and "peak mem" in out and "1 thread(s)" in out
+    assert "Latency: torch on cpu" in " ".join(out.split())  # default options: nothing named
+    assert main(["profile", tiny_yaml, "--latency", "torch", "--latency-opt", "channels_last=1", *QUICK_ARGS]) == 0
+    assert "Latency: torch (channels_last) on cpu" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize("args, message", [

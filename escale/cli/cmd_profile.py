@@ -232,9 +232,15 @@ def latency_caption(records: list) -> str:
     done = [r.extra for r in records if "latency_ms" in r.extra]
     if not done:
         return ""
+    from escale.profiler.latency import BACKENDS
+
     x = done[0]
     mem = x.get("peak_mem_method") or "see --format json"
-    return (f"\nLatency: {x['latency_backend']} on {x['latency_device']} ({x.get('device_name')}), "
+    defaults = BACKENDS[x["latency_backend"]].options  # --latency-opt values other than these are named
+    opts = [k if v is True else f"{k}={v}" for k, v in (x.get("latency_details") or {}).get("options", {}).items()
+            if defaults.get(k) != v]
+    shown = f" ({', '.join(opts)})" if opts else ""
+    return (f"\nLatency: {x['latency_backend']}{shown} on {x['latency_device']} ({x.get('device_name')}), "
             f"{x['latency_precision']}, batch {x['latency_batch']}, {x['latency_threads']} thread(s), input "
             f"{x['latency_input_size']}; median (p90, IQR) of the timed runs after warm-up; "
             f"FPS = batch x 1000 / median. Peak mem: activations, MB = 2**20 bytes ({mem}).")
